@@ -1,0 +1,17 @@
+"""ImageEventsFunction: EventBridge `EC2 AMI State Change` -> adopt, tag, request copies."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ami_lifecycle import runtime
+from ami_lifecycle.image_events import handle_event
+from ami_lifecycle.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    outcome = handle_event(event, runtime.settings(), runtime.aws(), runtime.now(), runtime.account_id(context))
+    return outcome.to_dict()

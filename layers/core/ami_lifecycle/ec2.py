@@ -1,0 +1,275 @@
+"""The EC2 (and Auto Scaling) gateway: every AWS call the lifecycle makes on images goes through here.
+
+Each method is one real API, called with its real parameters; no decisions are made here.
+Callers get plain `Image` objects and small dicts back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .model import Image
+
+# Error codes that mean "the image is not there (any more)".
+NOT_FOUND_CODES = frozenset({"InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"})
+# Error codes that mean "slow down and try again later".
+THROTTLE_CODES = frozenset(
+    {
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "InternalError",
+        "Unavailable",
+    }
+)
+# CopyImage: too many copies in flight to this destination region.
+COPY_LIMIT_CODES = frozenset({"ResourceLimitExceeded", "SnapshotCopyLimitExceeded"})
+# DescribeImageReferences accepts at most this many image ids per call (our documented assumption).
+REFERENCES_BATCH = 10
+# CreateTags accepts up to 1000 resource ids per call.
+CREATE_TAGS_BATCH = 1000
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) or "ClientError"
+    return type(exc).__name__
+
+
+def is_throttle(exc: BaseException) -> bool:
+    return error_code(exc) in THROTTLE_CODES
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Something that uses an image: a resource type (`ec2:Instance`, `ec2:LaunchTemplate`,
+    `ssm:Parameter`, `autoscaling:LaunchConfiguration`, ...) and its id or ARN."""
+
+    resource_type: str
+    resource: str
+
+    def __str__(self) -> str:
+        return f"{self.resource_type} {self.resource}"
+
+
+class Ec2:
+    def __init__(self, client: Any, region: str) -> None:
+        self.client = client
+        self.region = region
+
+    # ------------------------------------------------------------ images
+
+    def describe_image(self, image_id: str) -> Image | None:
+        """One image, deprecated or disabled included; None when it does not exist (any more)."""
+        try:
+            resp = self.client.describe_images(
+                ImageIds=[image_id], IncludeDeprecated=True, IncludeDisabled=True
+            )
+        except ClientError as e:
+            if error_code(e) in NOT_FOUND_CODES:
+                return None
+            raise
+        images = [Image.from_api(i, self.region) for i in resp.get("Images", [])]
+        return images[0] if images else None
+
+    def iter_images(
+        self,
+        *,
+        owners: Sequence[str] = ("self",),
+        image_ids: Sequence[str] = (),
+        filters: Sequence[Mapping[str, Any]] = (),
+        include_disabled: bool = True,
+        page_size: int = 1000,
+    ) -> Iterator[Image]:
+        """Every matching image, in pages of `page_size` (EC2 allows up to 1000)."""
+        kwargs: dict[str, Any] = {"IncludeDeprecated": True, "IncludeDisabled": include_disabled}
+        if image_ids:
+            kwargs["ImageIds"] = list(image_ids)
+        else:
+            kwargs["Owners"] = list(owners)
+            kwargs["PaginationConfig"] = {"PageSize": page_size}
+        if filters:
+            kwargs["Filters"] = [dict(f) for f in filters]
+        paginator = self.client.get_paginator("describe_images")
+        try:
+            for page in paginator.paginate(**kwargs):
+                for data in page.get("Images", []):
+                    yield Image.from_api(data, self.region)
+        except ClientError as e:
+            if image_ids and error_code(e) in NOT_FOUND_CODES:
+                # Some of the ids are gone: fall back to asking one by one.
+                for image_id in image_ids:
+                    image = self.describe_image(image_id)
+                    if image is not None:
+                        yield image
+                return
+            raise
+
+    def create_tags(self, resource_ids: Iterable[str], tags: Mapping[str, str]) -> None:
+        """One CreateTags call for up to 1000 resources (images and snapshots together)."""
+        ids = list(dict.fromkeys(resource_ids))
+        if not ids or not tags:
+            return
+        tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+        for start in range(0, len(ids), CREATE_TAGS_BATCH):
+            self.client.create_tags(Resources=ids[start : start + CREATE_TAGS_BATCH], Tags=tag_list)
+
+    def delete_tags(self, resource_ids: Iterable[str], keys: Iterable[str]) -> None:
+        ids, key_list = list(dict.fromkeys(resource_ids)), list(keys)
+        if ids and key_list:
+            self.client.delete_tags(Resources=ids, Tags=[{"Key": k} for k in key_list])
+
+    def enable_deprecation(self, image_id: str, when: datetime) -> None:
+        self.client.enable_image_deprecation(ImageId=image_id, DeprecateAt=when.astimezone(UTC))
+
+    def copy_image(
+        self,
+        *,
+        source_image_id: str,
+        source_region: str,
+        name: str,
+        description: str,
+        client_token: str,
+        tags: Mapping[str, str],
+        encrypted: bool,
+        kms_key_id: str | None,
+    ) -> str:
+        """CopyImage, issued in this (the destination) region. Tags go on at creation, on the image
+        and its snapshots, so tag-on-create policies are satisfied."""
+        tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+        kwargs: dict[str, Any] = {
+            "SourceImageId": source_image_id,
+            "SourceRegion": source_region,
+            "Name": name,
+            "ClientToken": client_token,
+            "TagSpecifications": [
+                {"ResourceType": "image", "Tags": tag_list},
+                {"ResourceType": "snapshot", "Tags": tag_list},
+            ],
+        }
+        if description:
+            kwargs["Description"] = description
+        if encrypted:
+            kwargs["Encrypted"] = True
+            if kms_key_id:
+                kwargs["KmsKeyId"] = kms_key_id
+        resp = self.client.copy_image(**kwargs)
+        return str(resp["ImageId"])
+
+    def deregister(self, image_id: str, *, delete_snapshots: bool = True) -> list[dict[str, str]]:
+        """DeregisterImage; with delete_snapshots, EC2 deletes the snapshots no other image uses and
+        returns one result per snapshot (`success`, `skipped`, `missing-permissions`, ...)."""
+        resp = self.client.deregister_image(ImageId=image_id, DeleteAssociatedSnapshots=delete_snapshots)
+        return [
+            {"SnapshotId": r.get("SnapshotId", ""), "ReturnCode": r.get("ReturnCode", "")}
+            for r in resp.get("DeleteSnapshotResults", [])
+        ]
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.client.delete_snapshot(SnapshotId=snapshot_id)
+
+    def snapshots(self, snapshot_ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not snapshot_ids:
+            return []
+        try:
+            return list(self.client.describe_snapshots(SnapshotIds=list(snapshot_ids)).get("Snapshots", []))
+        except ClientError as e:
+            if error_code(e) == "InvalidSnapshot.NotFound":
+                return []
+            raise
+
+    def deregistration_protection(self, image_id: str) -> str | None:
+        """The protection state, from DescribeImageAttribute (DescribeImages also carries it)."""
+        resp = self.client.describe_image_attribute(ImageId=image_id, Attribute="deregistrationProtection")
+        value = resp.get("DeregistrationProtection", {}).get("Value")
+        return str(value) if value is not None else None
+
+    # ------------------------------------------------------------ who uses an image
+
+    def image_references(self, image_ids: Sequence[str]) -> dict[str, list[Reference]]:
+        """DescribeImageReferences over every resource type it knows (instances, every launch template
+        version, SSM parameters, Image Builder recipes), in batches of 10 image ids."""
+        found: dict[str, list[Reference]] = {i: [] for i in image_ids}
+        ids = list(dict.fromkeys(image_ids))
+        paginator = self.client.get_paginator("describe_image_references")
+        for start in range(0, len(ids), REFERENCES_BATCH):
+            batch = ids[start : start + REFERENCES_BATCH]
+            pages = paginator.paginate(
+                ImageIds=batch,
+                ResourceTypes=[
+                    {"ResourceType": "ec2:Instance"},
+                    {
+                        "ResourceType": "ec2:LaunchTemplate",
+                        "ResourceTypeOptions": [{"OptionName": "version-depth", "OptionValues": ["10000"]}],
+                    },
+                    {"ResourceType": "ssm:Parameter"},
+                    {"ResourceType": "imagebuilder:ImageRecipe"},
+                    {"ResourceType": "imagebuilder:ContainerRecipe"},
+                ],
+            )
+            for page in pages:
+                for ref in page.get("ImageReferences", []):
+                    found.setdefault(ref["ImageId"], []).append(
+                        Reference(ref.get("ResourceType", "?"), ref.get("Arn", "?"))
+                    )
+        return found
+
+    def instance_image_ids(self) -> dict[str, list[Reference]]:
+        """Every instance that is not terminated, by image id (DescribeInstances, pages of 1000)."""
+        used: dict[str, list[Reference]] = {}
+        paginator = self.client.get_paginator("describe_instances")
+        pages = paginator.paginate(
+            Filters=[
+                {"Name": "instance-state-name", "Values": ["pending", "running", "shutting-down", "stopping", "stopped"]}
+            ],
+            PaginationConfig={"PageSize": 1000},
+        )
+        for page in pages:
+            for reservation in page.get("Reservations", []):
+                for inst in reservation.get("Instances", []):
+                    if inst.get("ImageId"):
+                        used.setdefault(inst["ImageId"], []).append(Reference("ec2:Instance", inst["InstanceId"]))
+        return used
+
+    def launch_template_image_ids(self) -> dict[str, list[Reference]]:
+        """Every version of every launch template, by image id (DescribeLaunchTemplateVersions with
+        `$Latest`-independent listing of all versions)."""
+        used: dict[str, list[Reference]] = {}
+        paginator = self.client.get_paginator("describe_launch_templates")
+        for page in paginator.paginate(PaginationConfig={"PageSize": 200}):
+            for lt in page.get("LaunchTemplates", []):
+                versions = self.client.get_paginator("describe_launch_template_versions")
+                for vpage in versions.paginate(LaunchTemplateId=lt["LaunchTemplateId"]):
+                    for version in vpage.get("LaunchTemplateVersions", []):
+                        image_id = (version.get("LaunchTemplateData") or {}).get("ImageId")
+                        if image_id:
+                            ref = f"{lt['LaunchTemplateId']}:{version.get('VersionNumber')}"
+                            used.setdefault(image_id, []).append(Reference("ec2:LaunchTemplate", ref))
+        return used
+
+
+class AutoScaling:
+    """Launch configurations still pin images (ASGs with launch templates are covered by the
+    launch-template check, which looks at every version)."""
+
+    def __init__(self, client: Any, region: str) -> None:
+        self.client = client
+        self.region = region
+
+    def launch_configuration_image_ids(self) -> dict[str, list[Reference]]:
+        used: dict[str, list[Reference]] = {}
+        paginator = self.client.get_paginator("describe_launch_configurations")
+        for page in paginator.paginate(PaginationConfig={"PageSize": 100}):
+            for lc in page.get("LaunchConfigurations", []):
+                if lc.get("ImageId"):
+                    used.setdefault(lc["ImageId"], []).append(
+                        Reference("autoscaling:LaunchConfiguration", lc["LaunchConfigurationName"])
+                    )
+        return used

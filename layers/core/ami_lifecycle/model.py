@@ -1,0 +1,79 @@
+"""Facts about an image, as read from DescribeImages. Plain data: no AWS calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .tags import TagError, parse_aws_time
+
+
+@dataclass(frozen=True)
+class Image:
+    image_id: str
+    region: str
+    name: str
+    state: str
+    creation_date: datetime
+    owner_id: str = ""
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    snapshot_ids: tuple[str, ...] = ()
+    size_gib: int = 0
+    encrypted: bool = False
+    kms_key_ids: tuple[str, ...] = ()
+    deprecation_time: datetime | None = None
+    # "enabled", "enabled-with-cooldown", "disabled-until-<time>", "disabled" or None (unknown).
+    deregistration_protection: str | None = None
+    source_image_id: str | None = None
+    source_region: str | None = None
+    public: bool = False
+
+    @property
+    def protected(self) -> bool:
+        """True while EC2 would refuse DeregisterImage because of deregistration protection."""
+        p = (self.deregistration_protection or "disabled").lower()
+        return p != "disabled"
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any], region: str) -> Image:
+        """Build from one element of DescribeImages' `Images`."""
+        snapshots: list[str] = []
+        kms: list[str] = []
+        size = 0
+        encrypted = False
+        for bdm in data.get("BlockDeviceMappings") or []:
+            ebs = bdm.get("Ebs") or {}
+            if ebs.get("SnapshotId"):
+                snapshots.append(ebs["SnapshotId"])
+            size += int(ebs.get("VolumeSize") or 0)
+            if ebs.get("Encrypted"):
+                encrypted = True
+            if ebs.get("KmsKeyId"):
+                kms.append(ebs["KmsKeyId"])
+        deprecation = None
+        if data.get("DeprecationTime"):
+            try:
+                deprecation = parse_aws_time(data["DeprecationTime"])
+            except TagError:
+                deprecation = None
+        return cls(
+            image_id=data["ImageId"],
+            region=region,
+            name=data.get("Name") or "",
+            state=data.get("State") or "unknown",
+            creation_date=parse_aws_time(data["CreationDate"]),
+            owner_id=data.get("OwnerId") or "",
+            description=data.get("Description") or "",
+            tags={t["Key"]: t.get("Value", "") for t in data.get("Tags") or []},
+            snapshot_ids=tuple(dict.fromkeys(snapshots)),
+            size_gib=size,
+            encrypted=encrypted,
+            kms_key_ids=tuple(dict.fromkeys(kms)),
+            deprecation_time=deprecation,
+            deregistration_protection=data.get("DeregistrationProtection"),
+            source_image_id=data.get("SourceImageId"),
+            source_region=data.get("SourceImageRegion"),
+            public=bool(data.get("Public")),
+        )

@@ -1,0 +1,141 @@
+"""Replication, request side: which regions an adopted image is copied to, and the copy requests
+put on the queue that ReplicatorFunction consumes.
+
+`plan_copies` is pure. `request_copies` sends all of an image's requests in one SendMessageBatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .model import Image
+from .settings import Settings
+from .tags import TagError, TagKeys, parse_regions
+
+SQS_BATCH = 10
+
+
+@dataclass(frozen=True)
+class CopyRequest:
+    """One copy of one image into one region. The JSON body of a queue message."""
+
+    source_image_id: str
+    source_region: str
+    target_region: str
+    name: str
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    encrypted: bool = False
+    kms_key_id: str | None = None
+
+    @property
+    def client_token(self) -> str:
+        """Deterministic: the same source and target always give the same token, so EC2 makes at
+        most one copy however often the request is delivered (ClientToken is at most 64 ASCII chars)."""
+        digest = hashlib.sha256(f"{self.source_region}/{self.source_image_id}->{self.target_region}".encode())
+        return f"ami-lifecycle-{digest.hexdigest()[:50]}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, body: str) -> CopyRequest:
+        data = json.loads(body)
+        if not isinstance(data, dict):
+            raise ValueError("copy request is not a JSON object")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"copy request has unknown keys: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    requests: tuple[CopyRequest, ...] = ()
+    skipped: tuple[str, ...] = ()  # why a region gets no copy, one line each
+    error: str | None = None
+
+
+def is_copy(image: Image, keys: TagKeys) -> bool:
+    """A copy this tool made. Copies are never replicated again."""
+    return keys.source_image in image.tags
+
+
+def recorded_copies(image: Image, keys: TagKeys) -> dict[str, str]:
+    """The source's record of its copies: `P:copies` = `us-west-2=ami-0abc,eu-west-1=failed`."""
+    record: dict[str, str] = {}
+    for part in image.tags.get(keys.copies, "").split(","):
+        region, sep, state = part.strip().partition("=")
+        if sep and region:
+            record[region] = state
+    return record
+
+
+def target_regions(image: Image, settings: Settings, known_regions: frozenset[str] | None = None) -> list[str]:
+    """`P:replicate-to`, else ReplicaRegions. Raises TagError for an unusable tag."""
+    value = image.tags.get(settings.keys.replicate_to)
+    if value is not None:
+        return parse_regions(value, known_regions)
+    return list(settings.replica_regions)
+
+
+def plan_copies(
+    image: Image,
+    settings: Settings,
+    lifecycle_tags: dict[str, str],
+    known_regions: frozenset[str] | None = None,
+) -> CopyPlan:
+    keys = settings.keys
+    if is_copy(image, keys):
+        return CopyPlan(skipped=("the image is a copy made by ami-lifecycle: copies are not replicated",))
+    try:
+        regions = target_regions(image, settings, known_regions)
+    except TagError as e:
+        return CopyPlan(error=f"replicate-to: {e}")
+    done = recorded_copies(image, keys)
+    requests, skipped = [], []
+    for region in regions:
+        if region == image.region:
+            skipped.append(f"{region}: the image's own region")
+            continue
+        if done.get(region, "").startswith("ami-"):
+            skipped.append(f"{region}: copy {done[region]} exists")
+            continue
+        copy_tags = {k: v for k, v in lifecycle_tags.items() if k not in (keys.error, keys.copies, keys.replicate_to)}
+        copy_tags[keys.managed] = "true"
+        copy_tags[keys.source_image] = image.image_id
+        copy_tags[keys.source_region] = image.region
+        kms = settings.replica_kms_keys.get(region)
+        requests.append(
+            CopyRequest(
+                source_image_id=image.image_id,
+                source_region=image.region,
+                target_region=region,
+                name=image.name or image.image_id,
+                description=image.description[:255],
+                tags=copy_tags,
+                # An encrypted source can only be copied encrypted; a key for the region encrypts any copy.
+                encrypted=image.encrypted or kms is not None,
+                kms_key_id=kms,
+            )
+        )
+    return CopyPlan(requests=tuple(requests), skipped=tuple(skipped))
+
+
+def send_copy_requests(sqs: Any, queue_url: str, requests: Sequence[CopyRequest]) -> list[str]:
+    """SendMessageBatch, 10 at a time. Returns the failures (one line each); raises on a call error."""
+    failures: list[str] = []
+    for start in range(0, len(requests), SQS_BATCH):
+        batch = requests[start : start + SQS_BATCH]
+        resp = sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "MessageBody": r.to_json()} for i, r in enumerate(batch)],
+        )
+        for fail in resp.get("Failed", []):
+            req = batch[int(fail["Id"])]
+            failures.append(f"{req.target_region}: {fail.get('Code')}: {fail.get('Message', '')}")
+    return failures

@@ -1,0 +1,140 @@
+"""Settings: the template parameters as they reach a function, validated once at cold start.
+
+`Settings.from_env()` is the only place that reads the process environment. Everything else
+receives a Settings object, so tests build one directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .tags import Retention, TagError, TagKeys, is_region_name, parse_bool, parse_retention, validate_prefix
+
+
+class ConfigError(ValueError):
+    """The function's configuration is invalid: raised at cold start, before any AWS call."""
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home_region: str = Field(description="the stack's region (AWS_REGION)")
+    tag_prefix: str = "ami-lifecycle"
+    default_retention: str = "90d"
+    default_keep_latest: int = Field(default=1, ge=0, le=1000)
+    replica_regions: tuple[str, ...] = ()
+    replica_kms_keys: dict[str, str] = Field(default_factory=dict)
+    sweep_regions_param: tuple[str, ...] = ()
+    dry_run: bool = False
+    manage_new_images: bool = True
+    copy_queue_url: str | None = None
+    # Per destination region: how many copies this tool keeps in flight at once (AWS allows 50-100
+    # concurrent copies per destination region; we stay under, and back off on ResourceLimitExceeded).
+    max_copies_in_flight: int = Field(default=20, ge=1, le=100)
+
+    @field_validator("tag_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        try:
+            return validate_prefix(v)
+        except TagError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("default_retention")
+    @classmethod
+    def _retention(cls, v: str) -> str:
+        try:
+            parse_retention(v)
+        except TagError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("home_region")
+    @classmethod
+    def _home(cls, v: str) -> str:
+        if not is_region_name(v):
+            raise ValueError(f"{v!r} is not an AWS region")
+        return v
+
+    @field_validator("replica_regions", "sweep_regions_param")
+    @classmethod
+    def _regions(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [r for r in v if not is_region_name(r)]
+        if bad:
+            raise ValueError(f"not AWS regions: {', '.join(bad)}")
+        return tuple(dict.fromkeys(v))
+
+    @field_validator("replica_kms_keys")
+    @classmethod
+    def _kms(cls, v: dict[str, str]) -> dict[str, str]:
+        for region, key in v.items():
+            if not is_region_name(region):
+                raise ValueError(f"ReplicaKmsKeys: {region!r} is not an AWS region")
+            if not key.startswith(("arn:aws", "alias/")) and len(key) < 8:
+                raise ValueError(f"ReplicaKmsKeys: {key!r} is not a KMS key ARN, id or alias")
+        return v
+
+    @cached_property
+    def keys(self) -> TagKeys:
+        return TagKeys(self.tag_prefix)
+
+    @cached_property
+    def retention(self) -> Retention:
+        return parse_retention(self.default_retention)
+
+    @property
+    def sweep_regions(self) -> tuple[str, ...]:
+        """SweepRegions, or else the stack's region plus ReplicaRegions."""
+        if self.sweep_regions_param:
+            return self.sweep_regions_param
+        return tuple(dict.fromkeys((self.home_region, *self.replica_regions)))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the variables template.yaml sets. Raises ConfigError naming the bad variable."""
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, default).strip()
+
+        try:
+            kms: dict[str, str] = {}
+            for pair in _split(get("REPLICA_KMS_KEYS")):
+                region, sep, key = pair.partition("=")
+                if not sep or not key.strip():
+                    raise ConfigError(f"REPLICA_KMS_KEYS: {pair!r} is not region=kms-key-arn")
+                kms[region.strip()] = key.strip()
+            data: dict[str, object] = {
+                "home_region": get("AWS_REGION") or get("AWS_DEFAULT_REGION") or "us-east-1",
+                "tag_prefix": get("TAG_PREFIX", "ami-lifecycle"),
+                "default_retention": get("DEFAULT_RETENTION", "90d"),
+                "default_keep_latest": get("DEFAULT_KEEP_LATEST", "1"),
+                "replica_regions": _split(get("REPLICA_REGIONS")),
+                "replica_kms_keys": kms,
+                "sweep_regions_param": _split(get("SWEEP_REGIONS")),
+                "dry_run": _bool(get("DRY_RUN", "false"), "DRY_RUN"),
+                "manage_new_images": _bool(get("MANAGE_NEW_IMAGES", "true"), "MANAGE_NEW_IMAGES"),
+                "copy_queue_url": get("COPY_QUEUE_URL") or None,
+            }
+            if get("MAX_COPIES_IN_FLIGHT"):
+                data["max_copies_in_flight"] = get("MAX_COPIES_IN_FLIGHT")
+            return cls.model_validate(data)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _bool(value: str, name: str) -> bool:
+    try:
+        parsed = parse_bool(value)
+    except TagError:
+        raise ConfigError(f"{name}: {value!r} is not true or false") from None
+    return bool(parsed)

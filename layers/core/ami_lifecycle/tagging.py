@@ -1,0 +1,144 @@
+"""Adopt one image: write its lifecycle tags (image and snapshots) and its deprecation time.
+
+Calls: one DescribeImages (unless the caller already has the image), one CreateTags for the
+image and its snapshots together, one EnableImageDeprecation. A second run over the same image
+writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .adoption import Adoption, decide_adoption
+from .ec2 import NOT_FOUND_CODES, Ec2, error_code
+from .model import Image
+from .observability import count, logger
+from .settings import Settings
+from .tags import format_instant
+
+
+@dataclass
+class TagResult:
+    image_id: str
+    region: str
+    decision: str  # "adopted", "already managed", "skipped", "missing", "error"
+    reason: str
+    tags_written: dict[str, str] = field(default_factory=dict)
+    snapshots_tagged: list[str] = field(default_factory=list)
+    deprecate_at: str | None = None
+    errors: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    image: Image | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("image", None)
+        return d
+
+
+def tag_image_by_id(
+    ec2: Ec2, image_id: str, settings: Settings, now: datetime, account_id: str | None = None, *, dry_run: bool = False
+) -> TagResult:
+    image = ec2.describe_image(image_id)
+    if image is None:
+        logger.info("image not found: nothing to tag", image_id=image_id, region=ec2.region)
+        count("ImagesMissing")
+        return TagResult(image_id, ec2.region, "missing", "the image no longer exists", dry_run=dry_run)
+    return tag_image(ec2, image, settings, now, account_id, dry_run=dry_run)
+
+
+def tag_image(
+    ec2: Ec2,
+    image: Image,
+    settings: Settings,
+    now: datetime,
+    account_id: str | None = None,
+    *,
+    dry_run: bool = False,
+    known_snapshot_tags: Mapping[str, Mapping[str, str]] | None = None,
+) -> TagResult:
+    decision = decide_adoption(image, settings, now, account_id)
+    result = TagResult(image.image_id, ec2.region, "skipped", decision.reason, dry_run=dry_run, image=image)
+    if not decision.adopt:
+        logger.info("image not adopted", image_id=image.image_id, region=ec2.region, reason=decision.reason)
+        count("ImagesSkipped")
+        return result
+    result.decision = decision.reason
+    result.errors = list(decision.errors)
+    if decision.errors:
+        logger.warning(
+            "image has unusable lifecycle tags", image_id=image.image_id, region=ec2.region, errors=decision.errors
+        )
+        count("TagErrors")
+
+    snapshots_to_tag = _snapshots_needing_tags(ec2, image, decision, known_snapshot_tags)
+    try:
+        if not dry_run:
+            _write_tags(ec2, image, decision, snapshots_to_tag)
+        result.tags_written = dict(decision.image_tags)
+        result.snapshots_tagged = snapshots_to_tag
+        if decision.deprecate_at is not None:
+            if not dry_run:
+                ec2.enable_deprecation(image.image_id, decision.deprecate_at)
+            result.deprecate_at = format_instant(decision.deprecate_at)
+    except ClientError as e:
+        if error_code(e) in NOT_FOUND_CODES:
+            logger.info("image vanished while tagging", image_id=image.image_id, region=ec2.region)
+            result.decision, result.reason = "missing", "the image was deregistered while being tagged"
+            return result
+        raise
+
+    if decision.reason == "adopted":
+        count("ImagesAdopted")
+    logger.info(
+        "image tagged",
+        image_id=image.image_id,
+        region=ec2.region,
+        decision=result.decision,
+        tags=result.tags_written,
+        snapshots=result.snapshots_tagged,
+        deprecate_at=result.deprecate_at,
+        dry_run=dry_run,
+    )
+    return result
+
+
+def _snapshots_needing_tags(
+    ec2: Ec2, image: Image, decision: Adoption, known: Mapping[str, Mapping[str, str]] | None
+) -> list[str]:
+    if not image.snapshot_ids or not decision.snapshot_tags:
+        return []
+    if decision.image_tags or decision.remove_keys:
+        # The image's tags change: its snapshots get the same change in the same call.
+        return list(image.snapshot_ids)
+    # Nothing to change on the image (a repeated event, or an image the user tagged fully):
+    # look at the snapshots once, and tag only those that lack the image's lifecycle tags.
+    if known is None:
+        known = {
+            s["SnapshotId"]: {t["Key"]: t.get("Value", "") for t in s.get("Tags", [])}
+            for s in ec2.snapshots(list(image.snapshot_ids))
+        }
+    return [
+        sid
+        for sid in image.snapshot_ids
+        if sid in known and any(known[sid].get(k) != v for k, v in decision.snapshot_tags.items())
+    ]
+
+
+def _write_tags(ec2: Ec2, image: Image, decision: Adoption, snapshots: list[str]) -> None:
+    if decision.image_tags == decision.snapshot_tags or not decision.image_tags:
+        # The common case: a new image without lifecycle tags. One call for image and snapshots.
+        ids = ([image.image_id] if decision.image_tags else []) + snapshots
+        ec2.create_tags(ids, decision.snapshot_tags if snapshots else decision.image_tags)
+    else:
+        # The user set some lifecycle tags on the image: add only the missing ones there, and
+        # mirror the full set onto the snapshots.
+        ec2.create_tags([image.image_id], decision.image_tags)
+        ec2.create_tags(snapshots, decision.snapshot_tags)
+    if decision.remove_keys:
+        ec2.delete_tags([image.image_id, *image.snapshot_ids], decision.remove_keys)
