@@ -1,0 +1,48 @@
+# The two commands a newcomer needs are `make demo` and `make test`; both bootstrap what they need.
+SHELL := /bin/bash
+export SAM_CLI_TELEMETRY := 0
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
+
+.PHONY: demo test unit lint typecheck template-check scan build bench clean
+
+$(BIN)/ami-lifecycle: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
+
+## The main job, on an embedded local AWS (a moto server on loopback): seed a fleet, run the real flow.
+demo: $(BIN)/ami-lifecycle
+	$(BIN)/ami-lifecycle demo
+
+## Everything CI checks: lint, types, the template (cfn-lint, sam validate, sam build), and the tests.
+test: lint typecheck template-check unit
+
+unit: $(BIN)/ami-lifecycle
+	$(BIN)/pytest -q -n 2
+
+lint: $(BIN)/ami-lifecycle
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/ami-lifecycle
+	$(BIN)/mypy
+
+template-check: $(SAM)
+	$(SAM) validate --lint --region us-east-1
+	$(SAM) build --region us-east-1
+
+bench: $(BIN)/ami-lifecycle
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
