@@ -8,8 +8,9 @@ moto classes). Call :func:`install` once, before or after starting moto; calling
 Gaps filled (real EC2 behaviour mimicked, by API)
 -------------------------------------------------
 1. ``EnableImageDeprecation`` / ``DisableImageDeprecation``: store and clear the deprecation time;
-   ``DescribeImages`` returns ``DeprecationTime`` as ``2026-12-24T00:00:00.000Z`` (seconds dropped, as
-   EC2 does). A time in the past, or more than 10 years ahead, is ``InvalidParameterValue``; an unknown
+   ``DescribeImages`` returns ``DeprecationTime`` as ``2026-12-24T00:00:00.000Z``, seconds truncated
+   to the minute (the API reference says EC2 rounds them to the nearest minute). A time in the past,
+   or more than 10 years ahead (the API reference's limits), is ``InvalidParameterValue``; an unknown
    image is ``InvalidAMIID.NotFound``. ``DescribeImages(IncludeDeprecated=...)``: deprecated images of
    *other* owners are hidden unless ``IncludeDeprecated=True`` or the ids are asked for; the owner
    always sees its own deprecated images.
@@ -47,23 +48,31 @@ Gaps filled (real EC2 behaviour mimicked, by API)
 8. ``DescribeImageReferences`` for ``ec2:Instance`` (not terminated by default; option ``state-name``),
    ``ec2:LaunchTemplate`` (option ``version-depth``, 1..10000, default 10: the most recent versions of
    each template are inspected; one reference per template) and ``ssm:Parameter`` (latest value equal
-   to the image id). ``imagebuilder:*`` types are accepted and never match. Either
+   to the image id). The instance default follows our product's reading (the API reference says
+   "all states"; terminated instances vanish from EC2 soon anyway). ``imagebuilder:*`` types are
+   accepted and never match. Image ids are only checked for the ``ami-`` prefix, so references to
+   deregistered images are still found. Either
    ``IncludeAllResourceTypes`` or ``ResourceTypes`` is required (``MissingParameter``). More than 10
    ``ImageIds`` is ``InvalidParameterValue`` (assumption: the botocore model caps the list at 10 and
    botocore does not check maxima client-side). ``MaxResults`` (5..1000) / ``NextToken`` paginate.
 9. ``DescribeSnapshots`` shows ``Encrypted`` / ``KmsKeyId`` (the key ARN) for encrypted copies.
+10. EventBridge ``TestEventPattern`` answers ``{"Result": true|false}`` with moto's own pattern matcher
+    (the one its ``PutEvents`` uses for rules); moto 5.2 answered an empty body. The local runner
+    (``stack.py``) routes events with it, so patterns are evaluated as read from template.yaml.
 
 Test and benchmark helpers (not EC2 behaviour)
 ----------------------------------------------
 * :data:`CALLS` counts every API action served by moto (any service going through
-  ``BaseResponse.call_action``, faulted calls included), keyed by ``(region, action)``;
-  :func:`calls`, :func:`calls_by_region`, :func:`reset_calls` read and reset it.
+  ``BaseResponse.call_action``, faulted calls and botocore's retries included), keyed by
+  ``(region, action)``: ``CALLS[(region, action)]``, ``CALLS.snapshot()``; :func:`calls`,
+  :func:`calls_by_region` and :func:`reset_calls` read and reset it.
 * Fault injection, off by default: :func:`set_faults` (random ``RequestLimitExceeded``, HTTP 503,
   "Request limit exceeded."; ``unreachable_regions`` answer ``OptInRequired``, HTTP 401),
   :func:`inject_error` (the next N calls of an action fail with a given code) and :func:`clear_faults`.
+  A call is checked for an unreachable region first, then for injected errors, then for throttling.
   Faults apply to every service and use EC2's error codes. botocore retries 503 throttling errors
-  itself, so tests that want to see them should build clients with ``Config(retries={'max_attempts': 1})``
-  or ``total_max_attempts=1``.
+  itself, so tests that want to see them should build clients with
+  ``Config(retries={'total_max_attempts': 1})``.
 """
 
 from __future__ import annotations
@@ -72,10 +81,11 @@ import base64
 import json
 import random
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from moto.core.common_types import TYPE_RESPONSE
@@ -91,6 +101,8 @@ from moto.ec2.exceptions import (
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.responses.amis import AmisResponse
+from moto.events.models import EventPattern
+from moto.events.responses import EventsHandler
 from moto.utilities.utils import get_partition
 
 __all__ = [
@@ -107,11 +119,12 @@ __all__ = [
 COOLDOWN = timedelta(hours=24)
 MAX_REFERENCE_IMAGE_IDS = 10
 _ISO_MS = "%Y-%m-%dT%H:%M:%S.000Z"
+_OPT_IN_MESSAGE = "You are not subscribed to this service. Please go to http://aws.amazon.com to subscribe."
 
 
 def _now() -> datetime:
     """The clock used for deprecation and cooldowns (tests may monkeypatch it)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _error(code: str, message: str) -> EC2ClientError:
@@ -201,11 +214,7 @@ class _Faults:
     def pick(self, region: str, action: str) -> _Fault | None:
         with self.lock:
             if region in self.unreachable:
-                return _Fault(
-                    "OptInRequired",
-                    "You are not subscribed to this service. Please go to http://aws.amazon.com to subscribe.",
-                    401,
-                )
+                return _Fault("OptInRequired", _OPT_IN_MESSAGE, 401)
             for inj in self.injected:
                 if inj.action == action and inj.region in (None, region):
                     inj.remaining -= 1
@@ -259,12 +268,14 @@ def clear_faults() -> None:
 def _call_action(self: BaseResponse) -> TYPE_RESPONSE:
     action = self._get_action()
     if not action:
-        return _ORIG["call_action"](self)  # type: ignore[no-any-return]
+        return _ORIG["call_action"](self)
     region = getattr(self, "region", None) or BaseResponse.default_region
     CALLS.record(region, action)
     fault = _FAULTS.pick(region, action)
     if fault is None:
-        return _ORIG["call_action"](self)  # type: ignore[no-any-return]
+        return _ORIG["call_action"](self)
+    # moto warns that non-EC2 service models have no such error shape; the code is serialized anyway.
+    warnings.filterwarnings("ignore", message=r"Exception\(_Fault\)", category=UserWarning)
     _status, headers, body = self.serialized(ActionResult(fault))
     headers, body = self._enrich_response(headers, body)
     return fault.status, headers, body
@@ -279,7 +290,7 @@ def _get_ami(backend: Any, ami_id: str) -> Ami:
     ami = backend.amis.get(ami_id)
     if ami is None:
         raise InvalidAMIIdError(ami_id)
-    return ami  # type: ignore[no-any-return]
+    return ami
 
 
 def _snapshot_ids(ami: Ami) -> list[str]:
@@ -289,7 +300,7 @@ def _snapshot_ids(ami: Ami) -> list[str]:
 def _utc(value: Any) -> datetime:
     if not isinstance(value, datetime):
         value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _deprecation_time(self: Ami) -> str | None:
@@ -392,10 +403,12 @@ def _copy_image(
         if spec.get("ResourceType") not in ("image", "snapshot"):
             raise InvalidTaggableResourceType(spec.get("ResourceType", ""))
 
+    source: Ami | None = ec2_backends[account_id][source_region].amis.get(source_image_id)
+    if source is None:  # moto answered a deregistered source with an IndexError (HTTP 500)
+        raise InvalidAMIIdError(source_image_id)
     ami = _ORIG["AmiBackend.copy_image"](self, source_image_id, source_region, name, description)
-    source: Ami = ec2_backends[account_id][source_region].amis[source_image_id]
-    ami.source_image_id = source_image_id  # type: ignore[attr-defined]
-    ami.source_image_region = source_region  # type: ignore[attr-defined]
+    ami.source_image_id = source_image_id
+    ami.source_image_region = source_region
     if copy_image_tags:
         for tag in source.get_tags():
             if not tag["key"].startswith("aws:"):
@@ -409,7 +422,7 @@ def _copy_image(
         ami.ebs_snapshot.kms_key_id = key_arn or wanted
         if key_arn is None:
             ami.state = "failed"
-            ami.state_reason = {  # type: ignore[attr-defined]
+            ami.state_reason = {
                 "Code": "Client.InvalidKMSKey.InvalidState",
                 "Message": f"The KMS key {wanted} does not exist in {region} or is not enabled.",
             }
@@ -569,7 +582,8 @@ def _paginate(items: list[Any], max_results: int | None, token: str | None) -> t
     if max_results is not None and not 5 <= max_results <= 1000:
         raise _error(
             "InvalidParameterValue",
-            f"Value ( {max_results} ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.",
+            f"Value ( {max_results} ) for parameter maxResults is invalid. "
+            "Expecting a value between 5 and 1000.",
         )
     start = _token_offset(token)
     if max_results is None:
@@ -611,7 +625,7 @@ def _r_describe_images(self: AmisResponse) -> ActionResult:
 
 def _r_describe_image_attribute(self: AmisResponse) -> ActionResult:
     if self._get_param("Attribute") != "deregistrationProtection":
-        return _ORIG["AmisResponse.describe_image_attribute"](self)  # type: ignore[no-any-return]
+        return _ORIG["AmisResponse.describe_image_attribute"](self)
     ami = _get_ami(self.ec2_backend, self._get_param("ImageId"))
     return ActionResult(
         {"ImageId": ami.id, "DeregistrationProtection": {"Value": _deregistration_protection(ami)}}
@@ -700,6 +714,12 @@ def _r_describe_image_references(self: AmisResponse) -> ActionResult:
     return ActionResult({"ImageReferences": page, "NextToken": next_token})
 
 
+def _r_test_event_pattern(self: EventsHandler) -> str:
+    pattern = EventPattern.load(self._get_param("EventPattern"))
+    event = json.loads(self._get_param("Event"))
+    return json.dumps({"Result": bool(pattern.matches_event(event))})
+
+
 # --------------------------------------------------------------------------- install
 
 _ORIG: dict[str, Any] = {}
@@ -771,6 +791,7 @@ def install() -> None:
                 _r_disable_image_deregistration_protection,
             ),
             (AmisResponse, "describe_image_references", _r_describe_image_references),
+            (EventsHandler, "test_event_pattern", _r_test_event_pattern),
         ]
         for cls, name, value in patches:
             setattr(cls, name, value)

@@ -196,7 +196,7 @@ class LocalStack:
     def _resolve(self, value: Any) -> Any:
         """The intrinsic functions the template uses in environments and queue properties."""
         if isinstance(value, dict) and len(value) == 1:
-            (fn, arg), = value.items()
+            ((fn, arg),) = value.items()
             if fn == "Ref":
                 if arg in self.parameters:
                     return self.parameters[arg]
@@ -218,9 +218,13 @@ class LocalStack:
                 raise KeyError(f"cannot resolve !GetAtt {lid}.{attr} locally")
             if fn == "Fn::Sub" and isinstance(arg, str):
                 out = arg
-                for name, val in {**self.parameters, "AWS::Region": self.region,
-                                  "AWS::AccountId": self.account_id, "AWS::StackName": self.stack_name,
-                                  "AWS::Partition": "aws"}.items():
+                for name, val in {
+                    **self.parameters,
+                    "AWS::Region": self.region,
+                    "AWS::AccountId": self.account_id,
+                    "AWS::StackName": self.stack_name,
+                    "AWS::Partition": "aws",
+                }.items():
                     out = out.replace("${" + name + "}", val)
                 return out
         return value

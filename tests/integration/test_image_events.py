@@ -10,7 +10,6 @@ from typing import Any
 
 import boto3
 import pytest
-
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import backdate, create_image, set_owner, snapshot_ids, tags_of
 
@@ -27,7 +26,6 @@ def ec2(moto_aws: None) -> Any:
 def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
     monkeypatch.setenv("AWS_REGION", REGION)
     from functions.image_events.app import lambda_handler
-
     from tests.conftest import FakeLambdaContext
 
     yield lambda event: lambda_handler(event, FakeLambdaContext())
@@ -83,7 +81,9 @@ def test_user_tags_are_kept_and_snapshots_get_the_full_set(ec2: Any, handler: An
     image_id = create_image(ec2, "web-7", tags=user)
     handler(available(event, image_id))
     tags = tags_of(ec2, image_id)
-    assert tags[f"{P}:retention"] == "7d" and tags[f"{P}:family"] == "frontend" and tags["Owner"] == "team-web"
+    assert (
+        tags[f"{P}:retention"] == "7d" and tags[f"{P}:family"] == "frontend" and tags["Owner"] == "team-web"
+    )
     snap_tags = tags_of(ec2, snapshot_ids(ec2, image_id)[0])
     assert snap_tags[f"{P}:family"] == "frontend" and snap_tags[f"{P}:retention"] == "7d"
     assert "Owner" not in snap_tags
@@ -110,13 +110,15 @@ def test_fully_user_tagged_image_still_gets_its_snapshots_tagged(ec2: Any, handl
         {f"{P}:managed": "false"},
     ],
 )
-def test_images_of_other_lifecycle_managers_are_left_alone(ec2: Any, handler: Any, event: Any, tags: dict) -> None:
+def test_images_of_other_lifecycle_managers_are_left_alone(
+    ec2: Any, handler: Any, event: Any, tags: dict
+) -> None:
     image_id = create_image(ec2, "foreign-1", tags=tags)
     motoext.reset_calls()
     out = handler(available(event, image_id))
+    assert motoext.calls() == {"DescribeImages": 1}
     assert out["status"] == "skipped"
     assert tags_of(ec2, image_id) == tags
-    assert motoext.calls() == {"DescribeImages": 1}
 
 
 def test_image_of_another_account_is_left_alone(ec2: Any, handler: Any, event: Any) -> None:
@@ -177,7 +179,9 @@ def test_other_events(ec2: Any, handler: Any, event: Any, name: str, status: str
         lambda e: e.update(source="aws.s3"),
     ],
 )
-def test_malformed_events_are_refused_and_touch_nothing(ec2: Any, handler: Any, event: Any, mutate: Any) -> None:
+def test_malformed_events_are_refused_and_touch_nothing(
+    ec2: Any, handler: Any, event: Any, mutate: Any
+) -> None:
     e = copy.deepcopy(event("ami_available.json"))
     mutate(e)
     motoext.reset_calls()

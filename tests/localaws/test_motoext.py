@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
+from ami_lifecycle_localaws import motoext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core.base_backend import BackendDict
 from moto.server import ThreadedMotoServer
-
-from ami_lifecycle_localaws import motoext
 
 REGION = "us-east-1"
 OTHER = "eu-west-1"
@@ -100,7 +99,7 @@ def test_install_is_idempotent_and_calls_are_counted_per_region() -> None:
 def test_enable_and_disable_image_deprecation() -> None:
     client = ec2()
     ami = image(client)
-    at = (datetime.now(timezone.utc) + timedelta(days=30)).replace(second=42, microsecond=0)
+    at = (datetime.now(UTC) + timedelta(days=30)).replace(second=42, microsecond=0)
 
     assert client.enable_image_deprecation(ImageId=ami, DeprecateAt=at)["Return"] is True
     assert describe(client, ami)["DeprecationTime"] == at.strftime("%Y-%m-%dT%H:%M:00.000Z")
@@ -113,9 +112,7 @@ def test_image_deprecation_in_the_past_is_invalid() -> None:
     client = ec2()
     ami = image(client)
     with pytest.raises(ClientError) as excinfo:
-        client.enable_image_deprecation(
-            ImageId=ami, DeprecateAt=datetime.now(timezone.utc) - timedelta(hours=1)
-        )
+        client.enable_image_deprecation(ImageId=ami, DeprecateAt=datetime.now(UTC) - timedelta(hours=1))
     assert error(excinfo) == ("InvalidParameterValue", 400)
 
 
@@ -128,10 +125,8 @@ def test_image_deprecation_of_unknown_image_is_not_found() -> None:
 def test_owner_sees_own_deprecated_images(monkeypatch: pytest.MonkeyPatch) -> None:
     client = ec2()
     ami = image(client)
-    client.enable_image_deprecation(
-        ImageId=ami, DeprecateAt=datetime.now(timezone.utc) + timedelta(minutes=5)
-    )
-    monkeypatch.setattr(motoext, "_now", lambda: datetime.now(timezone.utc) + timedelta(days=1))
+    client.enable_image_deprecation(ImageId=ami, DeprecateAt=datetime.now(UTC) + timedelta(minutes=5))
+    monkeypatch.setattr(motoext, "_now", lambda: datetime.now(UTC) + timedelta(days=1))
     owned = client.describe_images(Owners=["self"], IncludeDeprecated=False)["Images"]
     assert [i["ImageId"] for i in owned] == [ami]
 
@@ -170,7 +165,7 @@ def test_deregistration_protection_cooldown_lasts_24_hours(monkeypatch: pytest.M
     assert state.startswith("disabled-until-")
     assert (
         timedelta(hours=23, minutes=59)
-        < until - datetime.now(timezone.utc).replace(tzinfo=None)
+        < until - datetime.now(UTC).replace(tzinfo=None)
         <= timedelta(hours=24)
     )
     attribute = client.describe_image_attribute(ImageId=ami, Attribute="deregistrationProtection")
@@ -179,7 +174,7 @@ def test_deregistration_protection_cooldown_lasts_24_hours(monkeypatch: pytest.M
         client.deregister_image(ImageId=ami)
     assert error(excinfo) == ("InvalidParameter", 400)
 
-    monkeypatch.setattr(motoext, "_now", lambda: datetime.now(timezone.utc) + timedelta(hours=24, seconds=1))
+    monkeypatch.setattr(motoext, "_now", lambda: datetime.now(UTC) + timedelta(hours=24, seconds=1))
     assert describe(client, ami)["DeregistrationProtection"] == "disabled"
     client.deregister_image(ImageId=ami)
 
@@ -255,10 +250,8 @@ def test_pagination_and_deprecation_among_default_public_amis(monkeypatch: pytes
 
     # Another owner's deprecated AMI is hidden unless IncludeDeprecated or asked for by id.
     public = amazon[0]["ImageId"]
-    client.enable_image_deprecation(
-        ImageId=public, DeprecateAt=datetime.now(timezone.utc) + timedelta(minutes=5)
-    )
-    monkeypatch.setattr(motoext, "_now", lambda: datetime.now(timezone.utc) + timedelta(days=1))
+    client.enable_image_deprecation(ImageId=public, DeprecateAt=datetime.now(UTC) + timedelta(minutes=5))
+    monkeypatch.setattr(motoext, "_now", lambda: datetime.now(UTC) + timedelta(days=1))
     named = {"Name": "image-id", "Values": [public]}
     assert client.describe_images(Filters=[named])["Images"] == []
     assert len(client.describe_images(Filters=[named], IncludeDeprecated=True)["Images"]) == 1
@@ -399,9 +392,12 @@ def test_copy_image_with_unknown_kms_key_fails_asynchronously() -> None:
 
 
 def test_copy_image_of_missing_source_is_not_found() -> None:
-    with pytest.raises(ClientError) as excinfo:
-        ec2(OTHER).copy_image(SourceImageId="ami-0123456789abcdef0", SourceRegion=REGION, Name="copy")
-    assert error(excinfo) == ("InvalidAMIID.NotFound", 400)
+    deregistered = image(ec2())
+    ec2().deregister_image(ImageId=deregistered)
+    for source in ("ami-0123456789abcdef0", deregistered):
+        with pytest.raises(ClientError) as excinfo:
+            ec2(OTHER).copy_image(SourceImageId=source, SourceRegion=REGION, Name="copy")
+        assert error(excinfo) == ("InvalidAMIID.NotFound", 400)
 
 
 # --------------------------------------------------------------------------- 7. DeregisterImage + snapshots

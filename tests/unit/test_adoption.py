@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from ami_lifecycle.adoption import decide_adoption
 from ami_lifecycle.model import Image
 from ami_lifecycle.settings import ConfigError, Settings
@@ -58,7 +57,9 @@ def test_user_tags_are_never_overwritten(settings: Settings) -> None:
 
 
 def test_a_users_expiry_wins_over_retention(settings: Settings) -> None:
-    a = decide_adoption(image({f"{P}:retention": "7d", f"{P}:expires-at": "2026-12-24T00:00:00Z"}), settings, NOW)
+    a = decide_adoption(
+        image({f"{P}:retention": "7d", f"{P}:expires-at": "2026-12-24T00:00:00Z"}), settings, NOW
+    )
     assert f"{P}:expires-at" not in a.image_tags
     assert a.expires_at == datetime(2026, 12, 24, tzinfo=UTC)
 
@@ -70,7 +71,9 @@ def test_forever_has_no_expiry_and_no_deprecation(settings: Settings) -> None:
 
 
 @pytest.mark.parametrize("bad", ["ninety days", "-1d", "P", "1.5w"])
-def test_unparseable_retention_leaves_the_image_unexpiring_with_an_error_tag(settings: Settings, bad: str) -> None:
+def test_unparseable_retention_leaves_the_image_unexpiring_with_an_error_tag(
+    settings: Settings, bad: str
+) -> None:
     a = decide_adoption(image({f"{P}:retention": bad}), settings, NOW)
     assert a.adopt and a.expires_at is None and a.deprecate_at is None
     assert f"{P}:expires-at" not in a.image_tags
@@ -80,7 +83,9 @@ def test_unparseable_retention_leaves_the_image_unexpiring_with_an_error_tag(set
 
 def test_other_bad_tags_are_reported(settings: Settings) -> None:
     a = decide_adoption(
-        image({f"{P}:keep-latest": "lots", f"{P}:hold": "perhaps", f"{P}:replicate-to": "moon-1"}), settings, NOW
+        image({f"{P}:keep-latest": "lots", f"{P}:hold": "perhaps", f"{P}:replicate-to": "moon-1"}),
+        settings,
+        NOW,
     )
     error = a.image_tags[f"{P}:error"]
     assert "keep-latest" in error and "hold" in error and "replicate-to" in error
@@ -123,7 +128,9 @@ def test_images_of_other_accounts_are_not_adopted(settings: Settings) -> None:
     assert not decide_adoption(image(owner_id="999999999999"), settings, NOW, "123456789012").adopt
 
 
-def test_manage_new_images_off_adopts_only_images_with_a_lifecycle_tag(make_settings: Callable[..., Settings]) -> None:
+def test_manage_new_images_off_adopts_only_images_with_a_lifecycle_tag(
+    make_settings: Callable[..., Settings],
+) -> None:
     off = make_settings(manage_new_images=False)
     assert not decide_adoption(image(), off, NOW).adopt
     assert decide_adoption(image({f"{P}:retention": "30d"}), off, NOW).adopt
@@ -146,7 +153,13 @@ def test_already_tagged_and_deprecated_image_needs_nothing(settings: Settings) -
 
 def test_a_custom_prefix_is_used_everywhere(make_settings: Callable[..., Settings]) -> None:
     a = decide_adoption(image({"ami-lifecycle:retention": "1d"}), make_settings(tag_prefix="acme"), NOW)
-    assert set(a.image_tags) == {"acme:managed", "acme:retention", "acme:expires-at", "acme:family", "acme:keep-latest"}
+    assert set(a.image_tags) == {
+        "acme:managed",
+        "acme:retention",
+        "acme:expires-at",
+        "acme:family",
+        "acme:keep-latest",
+    }
 
 
 def test_settings_from_environment() -> None:

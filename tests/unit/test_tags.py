@@ -3,9 +3,6 @@
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from ami_lifecycle.tags import (
     TagError,
     TagKeys,
@@ -17,6 +14,8 @@ from ami_lifecycle.tags import (
     parse_regions,
     parse_retention,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 CREATED = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 
@@ -51,8 +50,27 @@ def test_forever_never_expires(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "   ", "-3d", "1.5d", "3", "d", "3x", "3 days", "P", "PT", "P1H", "P-1D", "٣d", "never", "1e3d",
-     "99999999d", "P200Y", "x" * 300, "30d;rm -rf"],
+    [
+        "",
+        "   ",
+        "-3d",
+        "1.5d",
+        "3",
+        "d",
+        "3x",
+        "3 days",
+        "P",
+        "PT",
+        "P1H",
+        "P-1D",
+        "٣d",
+        "never",
+        "1e3d",
+        "99999999d",
+        "P200Y",
+        "x" * 300,
+        "30d;rm -rf",
+    ],
 )
 def test_bad_retention_is_refused_with_a_readable_message(value: str) -> None:
     with pytest.raises(TagError) as err:
@@ -125,7 +143,11 @@ def test_small_values() -> None:
 
 def test_keys_follow_the_prefix() -> None:
     keys = TagKeys("acme")
-    assert (keys.managed, keys.expires_at, keys.keep_latest) == ("acme:managed", "acme:expires-at", "acme:keep-latest")
+    assert (keys.managed, keys.expires_at, keys.keep_latest) == (
+        "acme:managed",
+        "acme:expires-at",
+        "acme:keep-latest",
+    )
     assert keys.is_lifecycle_key("acme:hold") and not keys.is_lifecycle_key("acmex:hold")
     for bad in ["", "aws", "aws-stuff", "a" * 65, "bad\nprefix"]:
         with pytest.raises(TagError):

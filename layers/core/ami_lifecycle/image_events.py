@@ -49,6 +49,7 @@ def handle_event(
         count("EventsRefused")
         return EventOutcome("refused", reason, change.image_id, change.region)
     logger.append_keys(image_id=change.image_id, region=change.region, state=change.state)
+    count("EventsProcessed")
     try:
         if change.state == "available":
             return _on_available(change, settings, aws, now, account_id)
@@ -105,7 +106,9 @@ def _on_failed(change: AmiStateChange, settings: Settings, aws: Aws) -> EventOut
     from .replicator import record_failed_copy  # local import: only failed events need it
 
     note = record_failed_copy(aws, settings, change.region, change.image_id, change.error_message)
-    return EventOutcome("recorded", note or f"image failed: {change.error_message}", change.image_id, change.region)
+    return EventOutcome(
+        "recorded", note or f"image failed: {change.error_message}", change.image_id, change.region
+    )
 
 
 def _clip_event(event: Any) -> Any:
