@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .model import Image
 from .settings import Settings
-from .tags import TagError, TagKeys, parse_regions
+from .tags import MAX_TAG_KEY, MAX_TAG_VALUE, TagError, TagKeys, is_region_name, parse_regions
 
 SQS_BATCH = 10
+_IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,18 @@ class CopyRequest:
 
     @property
     def client_token(self) -> str:
-        """Deterministic: the same source and target always give the same token, so EC2 makes at
-        most one copy however often the request is delivered (ClientToken is at most 64 ASCII chars)."""
-        digest = hashlib.sha256(f"{self.source_region}/{self.source_image_id}->{self.target_region}".encode())
+        """Deterministic: the same request always gives the same token, so EC2 makes at most one copy
+        however often the request is delivered (ClientToken is at most 64 ASCII chars).
+
+        The encryption settings are part of the token: EC2 refuses a token reused with other
+        parameters (IdempotentParameterMismatch), so a request made after ReplicaKmsKeys changed
+        (e.g. once a failed copy has been deregistered) gets a fresh token instead of failing."""
+        seed = f"{self.source_region}/{self.source_image_id}->{self.target_region}"
+        if self.kms_key_id:
+            seed += f"|kms={self.kms_key_id}"
+        elif self.encrypted:
+            seed += "|encrypted"
+        digest = hashlib.sha256(seed.encode())
         return f"ami-lifecycle-{digest.hexdigest()[:50]}"
 
     def to_json(self) -> str:
@@ -44,12 +55,40 @@ class CopyRequest:
 
     @classmethod
     def from_json(cls, body: str) -> CopyRequest:
+        """Parse and validate a queue message body. Raises ValueError (with a short, precise
+        message) for anything that is not a well-formed copy request."""
         data = json.loads(body)
         if not isinstance(data, dict):
             raise ValueError("copy request is not a JSON object")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"copy request has unknown keys: {', '.join(sorted(unknown))}")
+        missing = {"source_image_id", "source_region", "target_region", "name"} - set(data)
+        if missing:
+            raise ValueError(f"copy request lacks keys: {', '.join(sorted(missing))}")
+        for key in ("source_image_id", "source_region", "target_region", "name", "description"):
+            if key in data and not isinstance(data[key], str):
+                raise ValueError(f"copy request: {key} is not a string")
+        if not _IMAGE_ID.match(data["source_image_id"]):
+            raise ValueError(f"copy request: source_image_id {data['source_image_id'][:40]!r} is not an AMI id")
+        for key in ("source_region", "target_region"):
+            if not is_region_name(data[key]):
+                raise ValueError(f"copy request: {key} {data[key][:40]!r} is not an AWS region")
+        if not data["name"].strip():
+            raise ValueError("copy request: name is empty")
+        tags = data.get("tags", {})
+        if not isinstance(tags, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= MAX_TAG_KEY and len(v) <= MAX_TAG_VALUE
+            for k, v in tags.items()
+        ):
+            raise ValueError("copy request: tags is not an object of tag keys to tag values")
+        if not isinstance(data.get("encrypted", False), bool):
+            raise ValueError("copy request: encrypted is not true or false")
+        kms = data.get("kms_key_id")
+        if kms is not None and (not isinstance(kms, str) or not kms.strip()):
+            raise ValueError("copy request: kms_key_id is not a KMS key id, ARN or alias")
+        if kms and not data.get("encrypted", False):
+            raise ValueError("copy request: kms_key_id is set but encrypted is false")
         return cls(**data)
 
 

@@ -1,0 +1,576 @@
+"""Replication, copy side: what ReplicatorFunction does with each copy request from the queue, and
+what ImageEventsFunction does when one of our copies fails.
+
+Per request (one SQS message, a `CopyRequest`), in the destination region:
+
+1. existence: a copy of ours (`tag:P:source-image` = the source) that is available, pending or
+   disabled means the work is done: it is recorded on the source and the message is deleted;
+   a copy that is `failed` is recorded as failed and the message fails (see below);
+2. concurrency: when `max_copies_in_flight` copies of ours are already `pending` in the region,
+   the request is deferred;
+3. CopyImage with the request's deterministic ClientToken, the lifecycle tags on the image and its
+   snapshots (TagSpecifications, so tag-on-create policies are satisfied), and the encryption of
+   the request: `ReplicaKmsKeys` for the region, else (an encrypted source) `Encrypted=True`
+   without a key, which EC2 resolves to the region's default EBS key;
+4. the source image (and its snapshots) record the copy: `P:copies` = `us-west-2=ami-0abc,...`.
+
+Outcomes and what happens to the message:
+
+- started / already present / skipped (the source is gone, or the target is the source's own
+  region, or the source is itself a copy): success, the message is deleted;
+- deferred (too many copies in flight, `ResourceLimitExceeded`, throttling), or unconfirmed (the
+  new copy is not listed yet): the message's visibility becomes an exponential back-off on its
+  receive count and it is reported as a batch item failure, so it comes back later;
+- failed (a KMS key that does not exist or is not usable, a duplicate AMI name, missing
+  permissions, ...): recorded on the source (`region=failed` in `P:copies`, the reason in
+  `P:error`) and reported as a failure, retried after `FAILED_RETRY_SECONDS` until SQS moves it to
+  the dead-letter queue after the queue's maxReceiveCount;
+- a malformed body can never succeed: it is logged, made visible again at once and reaches the
+  dead-letter queue after maxReceiveCount receives;
+- any other error is logged and re-raised: the message comes back after the queue's visibility
+  timeout and reaches the dead-letter queue after maxReceiveCount receives.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
+
+from .clients import Aws
+from .ec2 import COPY_LIMIT_CODES, Ec2, error_code, is_throttle
+from .model import Image
+from .observability import count, logger
+from .replication import CopyRequest
+from .settings import Settings
+from .tags import MAX_TAG_VALUE, TagError, clip, is_region_name, parse_instant
+
+# Back-off of a deferred request: min(BACKOFF_CAP, BACKOFF_BASE * 2**(receives-1)) seconds, of which
+# the second half is random ("equal jitter"), so deferred requests do not come back in lock step.
+BACKOFF_BASE = 30
+BACKOFF_CAP = 900
+# A request that failed for good is retried this much later (cheaply: the failed copy is found by
+# the existence check), until the queue's maxReceiveCount moves it to the dead-letter queue.
+FAILED_RETRY_SECONDS = 60
+# A malformed body never succeeds: it comes back at once and reaches the dead-letter queue quickly.
+MALFORMED_RETRY_SECONDS = 0
+# Longest reason kept in a log line or in P:error.
+MAX_REASON = 200
+# Copies in these states count as present (nothing to do); `failed` ones are reported.
+LIVE_STATES = frozenset({"available", "pending", "disabled"})
+# EnableImageDeprecation accepts times up to 10 years ahead.
+MAX_DEPRECATION_AHEAD = timedelta(days=3650)
+# Errors of CopyImage that another attempt with the same request cannot fix.
+PERMANENT_CODES = frozenset(
+    {
+        "AuthFailure",
+        "IdempotentParameterMismatch",
+        "InvalidAMIName.Duplicate",
+        "InvalidAMIName.Malformed",
+        "InvalidParameter",
+        "InvalidParameterCombination",
+        "InvalidParameterDependency",
+        "InvalidParameterValue",
+        "InvalidRegion",
+        "OptInRequired",
+        "UnauthorizedOperation",
+        "UnsupportedOperation",
+    }
+)
+# CopyImage: the source does not exist (any more). Not worth retrying.
+SOURCE_GONE_CODES = frozenset({"InvalidAMIID.NotFound", "InvalidAMIID.Malformed"})
+
+
+class CopyNotDone(Exception):
+    """The request stays on the queue: raised from the record handler, so that the batch processor
+    reports the message as a batch item failure."""
+
+
+# ------------------------------------------------------------------ pure helpers
+
+
+def backoff_seconds(receive_count: int, rand: Callable[[], float] = random.random) -> int:
+    """Visibility timeout of a deferred request received `receive_count` times (1 = first time):
+    30 s, 60 s, 120 s, ... up to 900 s, the upper half of each step random."""
+    n = max(1, receive_count)
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(n - 1, 16))
+    return max(1, int(ceiling / 2 + rand() * ceiling / 2))
+
+
+def parse_copies(value: str) -> dict[str, str]:
+    """`us-west-2=ami-0abc,eu-west-1=failed` -> {region: copy id or state}, in written order.
+    Entries that are not `region=value` are ignored."""
+    record: dict[str, str] = {}
+    for part in value.split(","):
+        region, sep, state = part.strip().partition("=")
+        region, state = region.strip(), state.strip()
+        if sep and region and state:
+            record[region] = state
+    return record
+
+
+def render_copies(
+    record: Mapping[str, str], keep: Iterable[str] = (), limit: int = MAX_TAG_VALUE
+) -> tuple[str, list[str]]:
+    """The `P:copies` value for `record`, at most `limit` characters (an EC2 tag value holds 256).
+
+    When the record does not fit, the oldest entries (the first written) go first, never those
+    in `keep` (the ones being recorded now). Returns the value and the regions left out. Leaving
+    an entry out is safe: the existence check in the target region, not this record, is what
+    prevents a second copy."""
+    keep_set = set(keep)
+    entries = [(region, state) for region, state in record.items() if region and state]
+    dropped: list[str] = []
+
+    def text() -> str:
+        return ",".join(f"{region}={state}" for region, state in entries)
+
+    while len(text()) > limit:
+        victim = next((i for i, (region, _) in enumerate(entries) if region not in keep_set), 0)
+        dropped.append(entries.pop(victim)[0])
+    return text(), dropped
+
+
+def merge_copies(value: str, updates: Mapping[str, str], limit: int = MAX_TAG_VALUE) -> tuple[str, list[str]]:
+    """Merge `updates` into an existing `P:copies` value (a changed region moves to the end, as the
+    newest entry; an unchanged one stays put). Returns the new value and the regions left out to
+    fit `limit`."""
+    record = parse_copies(value)
+    for region, state in updates.items():
+        if record.get(region) != state:
+            record.pop(region, None)
+            record[region] = state
+    return render_copies(record, keep=updates, limit=limit)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """A CopyImage error that retrying the same request cannot fix (bad or unusable KMS key,
+    duplicate name, missing permissions, region not enabled, ...)."""
+    code = error_code(exc)
+    if code in COPY_LIMIT_CODES or is_throttle(exc):
+        return False
+    if code in PERMANENT_CODES or "kms" in code.lower():
+        return True
+    message = exc.response.get("Error", {}).get("Message", "") if isinstance(exc, ClientError) else str(exc)
+    return "kms" in str(message).lower()
+
+
+def describe_error(exc: BaseException) -> str:
+    """`Code: message`, short, for logs and P:error."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return clip(f"{err.get('Code', 'ClientError')}: {err.get('Message', '')}".strip().rstrip(":"), MAX_REASON)
+    return clip(f"{type(exc).__name__}: {exc}", MAX_REASON)
+
+
+# ------------------------------------------------------------------ outcomes
+
+
+@dataclass
+class CopyOutcome:
+    """What became of one copy request."""
+
+    status: str  # "started", "already present", "skipped", "deferred", "unconfirmed", "failed"
+    reason: str
+    source_image_id: str
+    source_region: str
+    target_region: str
+    copy_image_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+# ------------------------------------------------------------------ the replicator
+
+
+class Replicator:
+    """Carries out copy requests. One instance per invocation (batch): it remembers, for that
+    batch, how many copies are in flight per region and what it recorded on each source, so that
+    ten requests for one region cost one DescribeImages for the count, and so that tags it just
+    wrote are not lost to an eventually consistent read of the source."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        aws: Aws,
+        now: Callable[[], datetime] | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.aws = aws
+        self.now = now or (lambda: datetime.now(UTC))
+        self.rand = rand
+        self._in_flight: dict[str, int] = {}
+        self._recorded: dict[tuple[str, str], dict[str, str]] = {}
+
+    # -------------------------------------------------------------- one request
+
+    def replicate(self, request: CopyRequest) -> CopyOutcome:
+        """Carry out one request. Never raises for an expected outcome (see the module docstring);
+        unexpected errors (an unknown CopyImage error, DescribeImages failing, ...) propagate."""
+
+        def outcome(status: str, reason: str, copy_id: str | None = None) -> CopyOutcome:
+            return CopyOutcome(
+                status, reason, request.source_image_id, request.source_region, request.target_region, copy_id
+            )
+
+        target = request.target_region
+        if target == request.source_region:
+            logger.info("copy skipped: the image's own region")
+            count("CopiesSkipped")
+            return outcome("skipped", "the target is the image's own region: an image is never copied into it")
+        dst = Ec2(self.aws.ec2(target), target)
+
+        # 1. Existence: is there a copy of this source in the target region already?
+        existing = self._existing_copies(dst, request)
+        live = [(img, r) for img, r in existing if img.state in LIVE_STATES]
+        if live:
+            copy = sorted(live, key=lambda pair: (pair[0].state != "available", pair[0].creation_date))[0][0]
+            self._record(request, {target: copy.image_id})
+            self._deprecate(dst, copy.image_id, request, copy)
+            logger.info("copy already present", copy_image_id=copy.image_id, copy_state=copy.state)
+            count("CopiesAlreadyPresent")
+            return outcome("already present", f"copy {copy.image_id} is {copy.state}", copy.image_id)
+        if existing:
+            failed, reason = existing[0]
+            return self._failed(request, f"copy {failed.image_id} failed: {reason}", failed.image_id)
+
+        # 2. Concurrency: how many copies of ours are in flight in the target region?
+        in_flight = self._count_in_flight(dst)
+        limit = self.settings.max_copies_in_flight
+        if in_flight >= limit:
+            reason = f"{in_flight} copies in flight in {target} (limit {limit})"
+            logger.info("copy deferred", reason=reason)
+            count("CopiesDeferred")
+            return outcome("deferred", reason)
+
+        # 3. The copy.
+        try:
+            copy_id = dst.copy_image(
+                source_image_id=request.source_image_id,
+                source_region=request.source_region,
+                name=request.name,
+                description=request.description,
+                client_token=request.client_token,
+                tags=request.tags,
+                encrypted=request.encrypted,
+                kms_key_id=request.kms_key_id,
+            )
+        except ClientError as e:
+            code = error_code(e)
+            if code in COPY_LIMIT_CODES or is_throttle(e):
+                self._in_flight[target] = max(self._in_flight.get(target, 0), limit)  # no more this batch
+                reason = f"CopyImage in {target}: {describe_error(e)}"
+                logger.info("copy deferred", reason=reason, error_code=code)
+                count("CopiesDeferred")
+                return outcome("deferred", reason)
+            if code in SOURCE_GONE_CODES:
+                logger.info("copy skipped: the source image no longer exists", error_code=code)
+                count("CopiesSkipped")
+                return outcome("skipped", f"the source image no longer exists ({code}): nothing to copy")
+            if is_permanent(e):
+                return self._failed(request, describe_error(e))
+            raise
+        self._in_flight[target] = in_flight + 1
+
+        count("CopiesStarted")
+        logger.info(
+            "copy started",
+            copy_image_id=copy_id,
+            encrypted=request.encrypted,
+            kms_key_id=request.kms_key_id,
+            in_flight=in_flight + 1,
+        )
+
+        # EC2 checks the KMS key after answering: a copy can already be `failed` (moto: at once).
+        copy_state, state_reason = self._copy_state(dst, copy_id)
+        if copy_state == "failed":
+            return self._failed(request, f"copy {copy_id} failed: {state_reason}", copy_id)
+        if copy_state == "unknown":
+            # Not listed yet (eventual consistency), or EC2 answered the ClientToken with a copy
+            # that is gone. Only a copy that exists is recorded: the request comes back shortly,
+            # and its existence check (or the same ClientToken) settles it.
+            reason = f"copy {copy_id} is not listed in {target} yet: {state_reason or 'not found'}"
+            logger.info("copy not confirmed yet", copy_image_id=copy_id, reason=reason)
+            return outcome("unconfirmed", reason, copy_id)
+
+        # 4. Record the copy on the source.
+        self._record(request, {target: copy_id})
+        self._deprecate(dst, copy_id, request, None)
+        return outcome("started", f"copy {copy_id} started", copy_id)
+
+    def _failed(self, request: CopyRequest, reason: str, copy_id: str | None = None) -> CopyOutcome:
+        reason = clip(reason, MAX_REASON)
+        if request.kms_key_id and "kms" in reason.lower() and request.kms_key_id not in reason:
+            reason = clip(
+                f"{reason} (ReplicaKmsKeys key for {request.target_region}: {request.kms_key_id})", MAX_REASON
+            )
+        error = clip(f"copy to {request.target_region} failed: {reason}")
+        if self._record(request, {request.target_region: "failed"}, error=error):
+            logger.error("copy failed", reason=reason, copy_image_id=copy_id)
+            count("CopiesFailed")
+        else:  # a redelivery of a failure already recorded (and counted)
+            logger.warning("copy still failed", reason=reason, copy_image_id=copy_id)
+        return CopyOutcome(
+            "failed", reason, request.source_image_id, request.source_region, request.target_region, copy_id
+        )
+
+    # -------------------------------------------------------------- EC2 reads
+
+    def _existing_copies(self, dst: Ec2, request: CopyRequest) -> list[tuple[Image, str]]:
+        """Our copies of the request's source in the target region, with their StateReason."""
+        keys = self.settings.keys
+        filters = [
+            {"Name": f"tag:{keys.source_image}", "Values": [request.source_image_id]},
+            {"Name": f"tag:{keys.source_region}", "Values": [request.source_region]},
+        ]
+        return _describe(dst, Owners=["self"], Filters=filters)
+
+    def _count_in_flight(self, dst: Ec2) -> int:
+        if dst.region not in self._in_flight:
+            limit = self.settings.max_copies_in_flight
+            n = 0
+            for _ in dst.iter_images(
+                filters=[
+                    {"Name": "state", "Values": ["pending"]},
+                    {"Name": "tag-key", "Values": [self.settings.keys.source_image]},
+                ]
+            ):
+                n += 1
+                if n >= limit:
+                    break
+            self._in_flight[dst.region] = n
+        return self._in_flight[dst.region]
+
+    def _copy_state(self, dst: Ec2, copy_id: str) -> tuple[str, str]:
+        """The new copy's state and StateReason; `unknown` while EC2 does not list it."""
+        try:
+            found = _describe(dst, ImageIds=[copy_id])
+        except ClientError as e:
+            return "unknown", describe_error(e)
+        if not found:
+            return "unknown", ""
+        return found[0][0].state, found[0][1]
+
+    # -------------------------------------------------------------- writes
+
+    def _record(self, request: CopyRequest, updates: Mapping[str, str], error: str | None = None) -> bool:
+        """Merge `updates` into the source's `P:copies` (and set `P:error`), on the source image
+        and its snapshots, in one CreateTags call; nothing when the tags already say so.
+        Returns True when `updates` changed the record."""
+        key = (request.source_region, request.source_image_id)
+        src = Ec2(self.aws.ec2(request.source_region), request.source_region)
+        image = src.describe_image(request.source_image_id)
+        if image is None:
+            logger.info("source image no longer exists: copy not recorded on it")
+            return False
+        earlier = self._recorded.get(key, {})
+        before = {**parse_copies(image.tags.get(self.settings.keys.copies, "")), **earlier}
+        merged = record_on_source(src, image, self.settings, {**earlier, **updates}, error=error)
+        self._recorded[key] = merged
+        return any(before.get(region) != state for region, state in updates.items())
+
+    def _deprecate(self, dst: Ec2, copy_id: str, request: CopyRequest, copy: Image | None) -> None:
+        """Best effort: give the copy the source's expiry as its deprecation time (as tagging does
+        for every image it adopts). A failure only logs: the retention sweep reconciles."""
+        value = request.tags.get(self.settings.keys.expires_at)
+        if not value or (copy is not None and copy.deprecation_time is not None):
+            return
+        try:
+            when = parse_instant(value)
+        except TagError:
+            return
+        now = self.now()
+        if not now < when <= now + MAX_DEPRECATION_AHEAD:
+            return
+        try:
+            dst.enable_deprecation(copy_id, when)
+        except ClientError as e:
+            logger.warning("could not set the copy's deprecation time", copy_image_id=copy_id, error=describe_error(e))
+
+    # -------------------------------------------------------------- SQS
+
+    def process_record(self, record: SQSRecord) -> dict[str, Any]:
+        """The batch processor's record handler: returns on success, raises CopyNotDone (or the
+        unexpected error) to report the message as a batch item failure."""
+        receive_count = _int(record.attributes.approximate_receive_count, 1)
+        try:
+            request = CopyRequest.from_json(record.body)
+        except ValueError as e:  # json.JSONDecodeError is a ValueError
+            logger.error(
+                "copy request malformed: it can never succeed and goes to the dead-letter queue "
+                "after the queue's maxReceiveCount receives",
+                message_id=record.message_id,
+                receive_count=receive_count,
+                reason=clip(str(e), MAX_REASON),
+                body=clip(record.body or "", 500),
+            )
+            count("CopyRequestsMalformed")
+            self._set_visibility(record, MALFORMED_RETRY_SECONDS)
+            raise CopyNotDone(f"malformed copy request: {clip(str(e), MAX_REASON)}") from None
+
+        context = {
+            "message_id": record.message_id,
+            "receive_count": receive_count,
+            "source_image_id": request.source_image_id,
+            "source_region": request.source_region,
+            "target_region": request.target_region,
+        }
+        logger.append_keys(**context)
+        try:
+            try:
+                outcome = self.replicate(request)
+            except Exception as e:
+                logger.exception("copy request failed: it will be retried", error=describe_error(e))
+                raise
+            if outcome.status in ("deferred", "unconfirmed"):
+                delay = backoff_seconds(receive_count, self.rand)
+                self._set_visibility(record, delay)
+                logger.info("copy request returned to the queue", delay_seconds=delay, reason=outcome.reason)
+                raise CopyNotDone(f"deferred for {delay} s: {outcome.reason}")
+            if outcome.status == "failed":
+                self._set_visibility(record, FAILED_RETRY_SECONDS)
+                raise CopyNotDone(f"copy failed: {outcome.reason}")
+            return outcome.to_dict()
+        finally:
+            logger.remove_keys(list(context))
+
+    def _set_visibility(self, record: SQSRecord, seconds: int) -> None:
+        """ChangeMessageVisibility of the received message. Best effort: when it cannot be changed,
+        the queue's visibility timeout applies, which only delays the retry."""
+        queue_url = self.settings.copy_queue_url or _queue_url(record)
+        receipt = record.get("receiptHandle")
+        if not queue_url or not receipt:
+            logger.warning("cannot change the message's visibility: no queue URL or receipt handle")
+            return
+        region = record.get("awsRegion") or self.settings.home_region
+        try:
+            self.aws.client("sqs", region).change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
+            )
+        except ClientError as e:
+            logger.warning(
+                "could not change the message's visibility", message_id=record.message_id, error=describe_error(e)
+            )
+
+
+def handle_batch(event: Mapping[str, Any], settings: Settings, aws: Aws, context: Any = None) -> dict[str, Any]:
+    """ReplicatorFunction: every copy request of an SQS batch, with partial batch failures
+    (`{"batchItemFailures": [{"itemIdentifier": <messageId>}, ...]}`)."""
+    replicator = Replicator(settings, aws)
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response = process_partial_response(
+        event=dict(event), record_handler=replicator.process_record, processor=processor, context=context
+    )
+    return dict(response)
+
+
+# ------------------------------------------------------------------ failed copies (ImageEventsFunction)
+
+
+def record_failed_copy(aws: Aws, settings: Settings, region: str, image_id: str, error_message: str) -> str | None:
+    """On a `failed` AMI event: when the failed image is one of our copies, record `<region>=failed`
+    in its source's `P:copies` and the reason in `P:error`, and count `CopiesFailed`. Returns a
+    human note, or None when the image cannot be described or is not a copy of ours."""
+    keys = settings.keys
+    ec2 = Ec2(aws.ec2(region), region)
+    try:
+        found = _describe(ec2, ImageIds=[image_id])
+    except ClientError as e:
+        logger.warning("failed image cannot be described", image_id=image_id, error=describe_error(e))
+        return None
+    if not found:
+        return None
+    image, state_reason = found[0]
+    source_id = image.tags.get(keys.source_image)
+    source_region = image.tags.get(keys.source_region) or image.source_region
+    if not source_id or not source_region or not is_region_name(source_region):
+        return None
+    reason = clip((error_message or state_reason or "no reason given").strip(), MAX_REASON)
+    note = f"copy {image_id} of {source_id} ({source_region}) failed: {reason}"
+    count("CopiesFailed")
+
+    src = Ec2(aws.ec2(source_region), source_region)
+    source = src.describe_image(source_id)
+    if source is None:
+        logger.error("copy failed; its source no longer exists", copy_image_id=image_id, source_image_id=source_id)
+        return f"{note}; the source no longer exists"
+    recorded = parse_copies(source.tags.get(keys.copies, "")).get(region)
+    if recorded and recorded.startswith("ami-") and recorded != image_id:
+        logger.warning(
+            "copy failed; the source records another copy for the region, left as is",
+            copy_image_id=image_id,
+            source_image_id=source_id,
+            recorded=recorded,
+            reason=reason,
+        )
+        return f"{note}; the source records copy {recorded} for {region}, left as is"
+    record_on_source(src, source, settings, {region: "failed"}, error=clip(f"copy to {region} failed: {reason}"))
+    logger.error(
+        "copy failed", copy_image_id=image_id, source_image_id=source_id, source_region=source_region, reason=reason
+    )
+    return f"{note}; recorded on the source as {region}=failed"
+
+
+# ------------------------------------------------------------------ shared
+
+
+def record_on_source(
+    src: Ec2, image: Image, settings: Settings, updates: Mapping[str, str], error: str | None = None
+) -> dict[str, str]:
+    """Merge `updates` into `image`'s `P:copies` (and set `P:error` when given) on the image and its
+    snapshots, in one CreateTags call, only when something changes. Returns the merged record."""
+    keys = settings.keys
+    current = image.tags.get(keys.copies, "")
+    value, dropped = merge_copies(current, updates)
+    if dropped:
+        logger.warning(
+            f"{keys.copies} would exceed {MAX_TAG_VALUE} characters: oldest entries left out",
+            source_image_id=image.image_id,
+            dropped=dropped,
+        )
+    tags: dict[str, str] = {}
+    if value != current:
+        tags[keys.copies] = value
+    if error is not None and image.tags.get(keys.error) != error:
+        tags[keys.error] = error
+    if tags:
+        src.create_tags([image.image_id, *image.snapshot_ids], tags)
+        logger.info("copies recorded on the source", source_image_id=image.image_id, tags=tags)
+    return parse_copies(value)
+
+
+def _describe(ec2: Ec2, **kwargs: Any) -> list[tuple[Image, str]]:
+    """DescribeImages (every page) -> (Image, StateReason message) pairs."""
+    kwargs.setdefault("IncludeDeprecated", True)
+    kwargs.setdefault("IncludeDisabled", True)
+    if "ImageIds" not in kwargs:
+        kwargs["PaginationConfig"] = {"PageSize": 1000}
+    out: list[tuple[Image, str]] = []
+    for page in ec2.client.get_paginator("describe_images").paginate(**kwargs):
+        for data in page.get("Images", []):
+            reason = data.get("StateReason") or {}
+            message = str(reason.get("Message") or reason.get("Code") or "")
+            out.append((Image.from_api(data, ec2.region), message))
+    return out
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _queue_url(record: SQSRecord) -> str | None:
+    try:
+        return record.queue_url
+    except (KeyError, IndexError, AttributeError):
+        return None
