@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_VERSION := 1.170.0
+# The static security scan has its own venv: checkov pins versions that clash with the project's.
+SCAN_VENV := .venv-scan
+CHECKOV := $(SCAN_VENV)/bin/checkov
+CHECKOV_VERSION := 3.3.30
 
 .PHONY: demo test unit lint typecheck template-check scan build bench clean
 
@@ -20,12 +24,17 @@ $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
 
+$(CHECKOV):
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+
 ## The main job, on an embedded local AWS (a moto server on loopback): seed a fleet, run the real flow.
 demo: $(BIN)/ami-lifecycle
 	$(BIN)/ami-lifecycle demo
 
-## Everything CI checks: lint, types, the template (cfn-lint, sam validate, sam build), and the tests.
-test: lint typecheck template-check unit
+## Everything CI checks: lint, types, the template (cfn-lint, sam validate, sam build), the security
+## scan (checkov), and the tests (the fault-injection suite, tests/faults, included).
+test: lint typecheck template-check scan unit
 
 unit: $(BIN)/ami-lifecycle
 	$(BIN)/pytest -q -n 2
@@ -37,9 +46,15 @@ lint: $(BIN)/ami-lifecycle
 typecheck: $(BIN)/ami-lifecycle
 	$(BIN)/mypy
 
+## cfn-lint (through sam validate --lint) on the SAM template, then a build of every function and the layer.
 template-check: $(SAM)
 	$(SAM) validate --lint --region us-east-1
 	$(SAM) build --region us-east-1
+
+## checkov on template.yaml, offline. Suppressions are justified in .checkov.yaml (global) and in
+## the template (Metadata: checkov: skip, per resource).
+scan: $(CHECKOV)
+	$(CHECKOV) --config-file .checkov.yaml
 
 bench: $(BIN)/ami-lifecycle
 	$(BIN)/python bench/run.py

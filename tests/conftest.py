@@ -69,9 +69,8 @@ def lambda_context() -> FakeLambdaContext:
 @pytest.fixture
 def moto_aws() -> Iterator[None]:
     """moto in-process, with our documented extension of it."""
-    from moto import mock_aws
-
     from ami_lifecycle_localaws import motoext
+    from moto import mock_aws
 
     motoext.install()
     motoext.clear_faults()

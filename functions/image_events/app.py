@@ -2,11 +2,10 @@
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from ami_lifecycle import runtime
 from ami_lifecycle.image_events import handle_event
 from ami_lifecycle.observability import logger, metrics, tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @logger.inject_lambda_context(clear_state=True)

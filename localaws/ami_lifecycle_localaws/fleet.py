@@ -39,9 +39,7 @@ def create_image(
     description: str = "",
 ) -> str:
     """Register an image (moto gives it one snapshot), tag it, and optionally backdate it."""
-    resp = ec2.register_image(
-        Name=name, Description=description or f"{name} image", RootDeviceName="/dev/xvda"
-    )
+    resp = ec2.register_image(Name=name, Description=description or f"{name} image", RootDeviceName="/dev/xvda")
     image_id = str(resp["ImageId"])
     if tags:
         ec2.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])

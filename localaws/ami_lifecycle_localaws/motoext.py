@@ -519,10 +519,7 @@ def _describe_image_references(
     if include_all_resource_types:
         options = {"ec2:Instance": {}, "ec2:LaunchTemplate": {}, "ssm:Parameter": {}}
     for rt in resource_types:
-        opts = {
-            o.get("OptionName", ""): list(o.get("OptionValues", []))
-            for o in rt.get("ResourceTypeOptions", [])
-        }
+        opts = {o.get("OptionName", ""): list(o.get("OptionValues", [])) for o in rt.get("ResourceTypeOptions", [])}
         options[rt.get("ResourceType", "")] = opts
     if not options:
         raise _error("MissingParameter", "Either IncludeAllResourceTypes or ResourceTypes must be specified.")
@@ -539,9 +536,7 @@ def _describe_image_references(
     if "ec2:Instance" in options:
         states = set(options["ec2:Instance"].get("state-name", []))
         for instance in self.all_instances():  # type: ignore[attr-defined]
-            if instance.image_id in wanted and (
-                instance.state in states if states else instance.state != "terminated"
-            ):
+            if instance.image_id in wanted and (instance.state in states if states else instance.state != "terminated"):
                 ref(instance.image_id, "ec2:Instance", f"{arn_prefix}:instance/{instance.id}")
     if "ec2:LaunchTemplate" in options:
         raw_depth = options["ec2:LaunchTemplate"].get("version-depth") or ["10"]
@@ -582,16 +577,13 @@ def _paginate(items: list[Any], max_results: int | None, token: str | None) -> t
     if max_results is not None and not 5 <= max_results <= 1000:
         raise _error(
             "InvalidParameterValue",
-            f"Value ( {max_results} ) for parameter maxResults is invalid. "
-            "Expecting a value between 5 and 1000.",
+            f"Value ( {max_results} ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.",
         )
     start = _token_offset(token)
     if max_results is None:
         return items[start:], None
     end = start + max_results
-    next_token = (
-        base64.urlsafe_b64encode(json.dumps({"offset": end}).encode()).decode() if end < len(items) else None
-    )
+    next_token = base64.urlsafe_b64encode(json.dumps({"offset": end}).encode()).decode() if end < len(items) else None
     return items[start:end], next_token
 
 
@@ -627,9 +619,7 @@ def _r_describe_image_attribute(self: AmisResponse) -> ActionResult:
     if self._get_param("Attribute") != "deregistrationProtection":
         return _ORIG["AmisResponse.describe_image_attribute"](self)
     ami = _get_ami(self.ec2_backend, self._get_param("ImageId"))
-    return ActionResult(
-        {"ImageId": ami.id, "DeregistrationProtection": {"Value": _deregistration_protection(ami)}}
-    )
+    return ActionResult({"ImageId": ami.id, "DeregistrationProtection": {"Value": _deregistration_protection(ami)}})
 
 
 def _r_copy_image(self: AmisResponse) -> ActionResult:

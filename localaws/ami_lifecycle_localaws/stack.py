@@ -168,11 +168,7 @@ class LocalStack:
 
     def _deploy(self) -> None:
         sqs = self.session.client("sqs", region_name=self.region)
-        queues = {
-            lid: res
-            for lid, res in self.template["Resources"].items()
-            if res.get("Type") == "AWS::SQS::Queue"
-        }
+        queues = {lid: res for lid, res in self.template["Resources"].items() if res.get("Type") == "AWS::SQS::Queue"}
         # Dead-letter queues first, so redrive policies can name them.
         ordered = sorted(queues, key=lambda lid: "RedrivePolicy" in queues[lid].get("Properties", {}))
         for lid in ordered:

@@ -85,11 +85,7 @@ def test_template_parameters_change_behaviour(moto_aws: None, event: Any) -> Non
     e["detail"]["ImageId"] = image_id
     stack.put_event(e)
     tags = tags_of(ec2, image_id)
-    assert (
-        tags["acme:retention"] == "7d"
-        and tags["acme:family"] == "api"
-        and not any(k.startswith(P) for k in tags)
-    )
+    assert tags["acme:retention"] == "7d" and tags["acme:family"] == "api" and not any(k.startswith(P) for k in tags)
 
 
 def test_unknown_or_invalid_parameters_are_refused(moto_aws: None) -> None:
@@ -97,3 +93,37 @@ def test_unknown_or_invalid_parameters_are_refused(moto_aws: None) -> None:
         LocalStack(parameters={"NoSuchParameter": "x"})
     with pytest.raises(ValueError, match="DryRun"):
         LocalStack(parameters={"DryRun": "perhaps"})
+
+
+def test_a_new_image_appears_tagged_in_every_replica_region(moto_aws: None, event: Any) -> None:
+    # Given a stack copying to two regions
+    stack = LocalStack(region="us-east-1", parameters={"ReplicaRegions": "us-west-2,eu-west-1"})
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    image_id = create_image(ec2, "web-2026-11-25-10")
+    e = copy.deepcopy(event("ami_available.json"))
+    e["detail"]["ImageId"] = image_id
+    # When EventBridge delivers its event, and the copy queue is drained into ReplicatorFunction
+    stack.put_event(e)
+    stack.put_event(e)  # delivered twice: still one copy per region
+    consumed = stack.drain_queue("CopyQueue")
+    assert consumed and all(i.function == "ReplicatorFunction" for i in consumed)
+    # Then each replica region has exactly one copy, tagged (image and snapshots) with lineage
+    source_tags = tags_of(ec2, image_id)
+    for region in ("us-west-2", "eu-west-1"):
+        remote = boto3.client("ec2", region_name=region)
+        copies = remote.describe_images(Owners=["self"])["Images"]
+        assert len(copies) == 1, region
+        copy_id = copies[0]["ImageId"]
+        tags = tags_of(remote, copy_id)
+        assert tags[f"{P}:source-image"] == image_id and tags[f"{P}:source-region"] == "us-east-1"
+        assert tags[f"{P}:expires-at"] == source_tags[f"{P}:expires-at"]
+        assert tags_of(remote, snapshot_ids(remote, copy_id)[0])[f"{P}:source-image"] == image_id
+        assert f"{region}={copy_id}" in source_tags[f"{P}:copies"] or f"{region}={copy_id}" in tags_of(
+            ec2, image_id
+        ).get(f"{P}:copies", "")
+        # The copy's own event, delivered in its region, requests no further copies.
+        copy_event = copy.deepcopy(e)
+        copy_event["region"], copy_event["detail"]["ImageId"] = region, copy_id
+        (delivered,) = stack.put_event(copy_event)
+        assert delivered.result["status"] == "tagged" and "copies_requested" not in delivered.result
+    assert stack.drain_queue("CopyQueue") == []

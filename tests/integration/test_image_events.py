@@ -81,9 +81,7 @@ def test_user_tags_are_kept_and_snapshots_get_the_full_set(ec2: Any, handler: An
     image_id = create_image(ec2, "web-7", tags=user)
     handler(available(event, image_id))
     tags = tags_of(ec2, image_id)
-    assert (
-        tags[f"{P}:retention"] == "7d" and tags[f"{P}:family"] == "frontend" and tags["Owner"] == "team-web"
-    )
+    assert tags[f"{P}:retention"] == "7d" and tags[f"{P}:family"] == "frontend" and tags["Owner"] == "team-web"
     snap_tags = tags_of(ec2, snapshot_ids(ec2, image_id)[0])
     assert snap_tags[f"{P}:family"] == "frontend" and snap_tags[f"{P}:retention"] == "7d"
     assert "Owner" not in snap_tags
@@ -110,9 +108,7 @@ def test_fully_user_tagged_image_still_gets_its_snapshots_tagged(ec2: Any, handl
         {f"{P}:managed": "false"},
     ],
 )
-def test_images_of_other_lifecycle_managers_are_left_alone(
-    ec2: Any, handler: Any, event: Any, tags: dict
-) -> None:
+def test_images_of_other_lifecycle_managers_are_left_alone(ec2: Any, handler: Any, event: Any, tags: dict) -> None:
     image_id = create_image(ec2, "foreign-1", tags=tags)
     motoext.reset_calls()
     out = handler(available(event, image_id))
@@ -179,9 +175,7 @@ def test_other_events(ec2: Any, handler: Any, event: Any, name: str, status: str
         lambda e: e.update(source="aws.s3"),
     ],
 )
-def test_malformed_events_are_refused_and_touch_nothing(
-    ec2: Any, handler: Any, event: Any, mutate: Any
-) -> None:
+def test_malformed_events_are_refused_and_touch_nothing(ec2: Any, handler: Any, event: Any, mutate: Any) -> None:
     e = copy.deepcopy(event("ami_available.json"))
     mutate(e)
     motoext.reset_calls()

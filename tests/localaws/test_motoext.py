@@ -67,9 +67,7 @@ def error(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
 
 
 def snapshot_of(client: Any, image_id: str) -> str:
-    return str(
-        describe(client, image_id, IncludeDisabled=True)["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
-    )
+    return str(describe(client, image_id, IncludeDisabled=True)["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"])
 
 
 # --------------------------------------------------------------------------- install, CALLS
@@ -163,11 +161,7 @@ def test_deregistration_protection_cooldown_lasts_24_hours(monkeypatch: pytest.M
     state = describe(client, ami)["DeregistrationProtection"]
     until = datetime.strptime(state.removeprefix("disabled-until-"), "%Y-%m-%dT%H:%M:%S.000Z")
     assert state.startswith("disabled-until-")
-    assert (
-        timedelta(hours=23, minutes=59)
-        < until - datetime.now(UTC).replace(tzinfo=None)
-        <= timedelta(hours=24)
-    )
+    assert timedelta(hours=23, minutes=59) < until - datetime.now(UTC).replace(tzinfo=None) <= timedelta(hours=24)
     attribute = client.describe_image_attribute(ImageId=ami, Attribute="deregistrationProtection")
     assert attribute["DeregistrationProtection"] == {"Value": state}
     with pytest.raises(ClientError) as excinfo:
@@ -182,9 +176,7 @@ def test_deregistration_protection_cooldown_lasts_24_hours(monkeypatch: pytest.M
 def test_other_image_attributes_still_work() -> None:
     client = ec2()
     ami = image(client, Description="hello")
-    assert client.describe_image_attribute(ImageId=ami, Attribute="description")["Description"] == {
-        "Value": "hello"
-    }
+    assert client.describe_image_attribute(ImageId=ami, Attribute="description")["Description"] == {"Value": "hello"}
 
 
 # --------------------------------------------------------------------------- 3. disable / enable
@@ -214,9 +206,7 @@ def test_describe_images_paginates_in_ceil_n_over_max_results_calls() -> None:
     ids = {image(client, f"image-{i:02}") for i in range(12)}
     motoext.reset_calls()
 
-    pages = list(
-        client.get_paginator("describe_images").paginate(Owners=["self"], PaginationConfig={"PageSize": 5})
-    )
+    pages = list(client.get_paginator("describe_images").paginate(Owners=["self"], PaginationConfig={"PageSize": 5}))
     assert [len(p["Images"]) for p in pages] == [5, 5, 2]
     assert {i["ImageId"] for p in pages for i in p["Images"]} == ids
     assert motoext.calls()["DescribeImages"] == 3
@@ -242,9 +232,7 @@ def test_pagination_and_deprecation_among_default_public_amis(monkeypatch: pytes
     amazon = client.describe_images(Owners=["amazon"], MaxResults=5)["Images"]
     ids = {image(client, f"mine-{i}") for i in range(6)}
 
-    pages = list(
-        client.get_paginator("describe_images").paginate(Owners=["self"], PaginationConfig={"PageSize": 5})
-    )
+    pages = list(client.get_paginator("describe_images").paginate(Owners=["self"], PaginationConfig={"PageSize": 5}))
     assert {i["ImageId"] for p in pages for i in p["Images"]} == ids
     assert len(pages) == 2
 
@@ -266,9 +254,7 @@ def test_existing_filters_and_source_image_filter() -> None:
     copy = client.copy_image(SourceImageId=src, SourceRegion=REGION, Name="golden-copy")["ImageId"]
 
     def ids(*filters: dict[str, Any]) -> set[str]:
-        return {
-            i["ImageId"] for i in client.describe_images(Owners=["self"], Filters=list(filters))["Images"]
-        }
+        return {i["ImageId"] for i in client.describe_images(Owners=["self"], Filters=list(filters))["Images"]}
 
     assert ids({"Name": "name", "Values": ["golden*"]}) == {src, copy}
     assert ids({"Name": "tag:team", "Values": ["a"]}) == {src}
@@ -349,9 +335,9 @@ def test_copy_image_encrypted_with_existing_kms_key() -> None:
     src = image(ec2())
     key = boto3.client("kms", region_name=OTHER).create_key()["KeyMetadata"]
     dest = ec2(OTHER)
-    copy = dest.copy_image(
-        SourceImageId=src, SourceRegion=REGION, Name="copy", Encrypted=True, KmsKeyId=key["KeyId"]
-    )["ImageId"]
+    copy = dest.copy_image(SourceImageId=src, SourceRegion=REGION, Name="copy", Encrypted=True, KmsKeyId=key["KeyId"])[
+        "ImageId"
+    ]
 
     described = describe(dest, copy)
     assert described["State"] == "available"
@@ -383,9 +369,7 @@ def test_copy_image_with_unknown_kms_key_fails_asynchronously() -> None:
     key_arn = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
     dest = ec2(OTHER)
     for key_id in (key_arn, "alias/does-not-exist", "1234abcd-12ab-34cd-56ef-1234567890ab"):
-        copy = dest.copy_image(
-            SourceImageId=src, SourceRegion=REGION, Name="copy", Encrypted=True, KmsKeyId=key_id
-        )
+        copy = dest.copy_image(SourceImageId=src, SourceRegion=REGION, Name="copy", Encrypted=True, KmsKeyId=key_id)
         described = describe(dest, copy["ImageId"])
         assert described["State"] == "failed"
         assert described["StateReason"]["Code"] == "Client.InvalidKMSKey.InvalidState"
@@ -457,15 +441,11 @@ def test_describe_image_references_finds_instances_templates_and_parameters() ->
     client.terminate_instances(InstanceIds=[gone])
     template = client.create_launch_template(LaunchTemplateName="lt", LaunchTemplateData={"ImageId": used})
     template_id = template["LaunchTemplate"]["LaunchTemplateId"]
-    client.create_launch_template_version(
-        LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": unused}
-    )
+    client.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": unused})
     boto3.client("ssm", region_name=REGION).put_parameter(Name="/golden/ami", Value=used, Type="String")
     account = "123456789012"
 
-    refs = client.describe_image_references(ImageIds=[used, unused], IncludeAllResourceTypes=True)[
-        "ImageReferences"
-    ]
+    refs = client.describe_image_references(ImageIds=[used, unused], IncludeAllResourceTypes=True)["ImageReferences"]
     assert sorted((r["ImageId"], r["ResourceType"], r["Arn"]) for r in refs) == sorted(
         [
             (used, "ec2:Instance", f"arn:aws:ec2:{REGION}:{account}:instance/{running}"),
@@ -595,12 +575,8 @@ def test_inject_error_fails_the_next_n_calls_of_an_action() -> None:
     assert dest.copy_image(SourceImageId=src, SourceRegion=REGION, Name="copy")["ImageId"].startswith("ami-")
 
     volume = dest.create_volume(AvailabilityZone=f"{OTHER}a", Size=1)["VolumeId"]
-    dest.delete_snapshot(
-        SnapshotId=dest.create_snapshot(VolumeId=volume)["SnapshotId"]
-    )  # other region: no fault
-    snapshot = ec2().create_snapshot(
-        VolumeId=ec2().create_volume(AvailabilityZone=f"{REGION}a", Size=1)["VolumeId"]
-    )
+    dest.delete_snapshot(SnapshotId=dest.create_snapshot(VolumeId=volume)["SnapshotId"])  # other region: no fault
+    snapshot = ec2().create_snapshot(VolumeId=ec2().create_volume(AvailabilityZone=f"{REGION}a", Size=1)["VolumeId"])
     with pytest.raises(ClientError) as excinfo:
         ec2().delete_snapshot(SnapshotId=snapshot["SnapshotId"])
     assert error(excinfo) == ("InvalidSnapshot.InUse", 400)

@@ -57,9 +57,7 @@ def test_user_tags_are_never_overwritten(settings: Settings) -> None:
 
 
 def test_a_users_expiry_wins_over_retention(settings: Settings) -> None:
-    a = decide_adoption(
-        image({f"{P}:retention": "7d", f"{P}:expires-at": "2026-12-24T00:00:00Z"}), settings, NOW
-    )
+    a = decide_adoption(image({f"{P}:retention": "7d", f"{P}:expires-at": "2026-12-24T00:00:00Z"}), settings, NOW)
     assert f"{P}:expires-at" not in a.image_tags
     assert a.expires_at == datetime(2026, 12, 24, tzinfo=UTC)
 
@@ -71,9 +69,7 @@ def test_forever_has_no_expiry_and_no_deprecation(settings: Settings) -> None:
 
 
 @pytest.mark.parametrize("bad", ["ninety days", "-1d", "P", "1.5w"])
-def test_unparseable_retention_leaves_the_image_unexpiring_with_an_error_tag(
-    settings: Settings, bad: str
-) -> None:
+def test_unparseable_retention_leaves_the_image_unexpiring_with_an_error_tag(settings: Settings, bad: str) -> None:
     a = decide_adoption(image({f"{P}:retention": bad}), settings, NOW)
     assert a.adopt and a.expires_at is None and a.deprecate_at is None
     assert f"{P}:expires-at" not in a.image_tags

@@ -45,7 +45,7 @@ class Aws:
             with self._lock:
                 client = self._clients.get(key)
                 if client is None:
-                    client = self.session.client(service, region_name=region, config=self._config)
+                    client = self.session.client(service, region_name=region, config=self._config)  # type: ignore[call-overload]
                     self._clients[key] = client
         return client
 

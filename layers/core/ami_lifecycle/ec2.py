@@ -33,6 +33,8 @@ THROTTLE_CODES = frozenset(
 COPY_LIMIT_CODES = frozenset({"ResourceLimitExceeded", "SnapshotCopyLimitExceeded"})
 # DescribeImageReferences accepts at most this many image ids per call (our documented assumption).
 REFERENCES_BATCH = 10
+# ListImagesInRecycleBin accepts at most 20 image ids per call.
+RECYCLE_BIN_BATCH = 20
 # CreateTags accepts up to 1000 resource ids per call.
 CREATE_TAGS_BATCH = 1000
 
@@ -69,9 +71,7 @@ class Ec2:
     def describe_image(self, image_id: str) -> Image | None:
         """One image, deprecated or disabled included; None when it does not exist (any more)."""
         try:
-            resp = self.client.describe_images(
-                ImageIds=[image_id], IncludeDeprecated=True, IncludeDisabled=True
-            )
+            resp = self.client.describe_images(ImageIds=[image_id], IncludeDeprecated=True, IncludeDisabled=True)
         except ClientError as e:
             if error_code(e) in NOT_FOUND_CODES:
                 return None
@@ -185,6 +185,30 @@ class Ec2:
                 return []
             raise
 
+    def iter_snapshots(
+        self,
+        *,
+        owner_ids: Sequence[str] = ("self",),
+        filters: Sequence[Mapping[str, Any]] = (),
+        page_size: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching snapshot (DescribeSnapshots, pages of `page_size`), as EC2 returns them."""
+        kwargs: dict[str, Any] = {"OwnerIds": list(owner_ids), "PaginationConfig": {"PageSize": page_size}}
+        if filters:
+            kwargs["Filters"] = [dict(f) for f in filters]
+        for page in self.client.get_paginator("describe_snapshots").paginate(**kwargs):
+            yield from page.get("Snapshots", [])
+
+    def images_in_recycle_bin(self, image_ids: Sequence[str]) -> set[str]:
+        """Which of these image ids are in the Recycle Bin (ListImagesInRecycleBin, 20 ids per call)."""
+        ids = list(dict.fromkeys(image_ids))
+        found: set[str] = set()
+        paginator = self.client.get_paginator("list_images_in_recycle_bin")
+        for start in range(0, len(ids), RECYCLE_BIN_BATCH):
+            for page in paginator.paginate(ImageIds=ids[start : start + RECYCLE_BIN_BATCH]):
+                found.update(i["ImageId"] for i in page.get("Images", []))
+        return found
+
     def deregistration_protection(self, image_id: str) -> str | None:
         """The protection state, from DescribeImageAttribute (DescribeImages also carries it)."""
         resp = self.client.describe_image_attribute(ImageId=image_id, Attribute="deregistrationProtection")
@@ -227,7 +251,10 @@ class Ec2:
         paginator = self.client.get_paginator("describe_instances")
         pages = paginator.paginate(
             Filters=[
-                {"Name": "instance-state-name", "Values": ["pending", "running", "shutting-down", "stopping", "stopped"]}
+                {
+                    "Name": "instance-state-name",
+                    "Values": ["pending", "running", "shutting-down", "stopping", "stopped"],
+                }
             ],
             PaginationConfig={"PageSize": 1000},
         )
@@ -241,17 +268,29 @@ class Ec2:
     def launch_template_image_ids(self) -> dict[str, list[Reference]]:
         """Every version of every launch template, by image id (DescribeLaunchTemplateVersions with
         `$Latest`-independent listing of all versions)."""
-        used: dict[str, list[Reference]] = {}
+        return self.launch_template_versions_image_ids(self.launch_template_ids())
+
+    def launch_template_ids(self) -> list[str]:
+        """Every launch template of the region (DescribeLaunchTemplates, pages of 200)."""
         paginator = self.client.get_paginator("describe_launch_templates")
-        for page in paginator.paginate(PaginationConfig={"PageSize": 200}):
-            for lt in page.get("LaunchTemplates", []):
-                versions = self.client.get_paginator("describe_launch_template_versions")
-                for vpage in versions.paginate(LaunchTemplateId=lt["LaunchTemplateId"]):
-                    for version in vpage.get("LaunchTemplateVersions", []):
-                        image_id = (version.get("LaunchTemplateData") or {}).get("ImageId")
-                        if image_id:
-                            ref = f"{lt['LaunchTemplateId']}:{version.get('VersionNumber')}"
-                            used.setdefault(image_id, []).append(Reference("ec2:LaunchTemplate", ref))
+        return [
+            lt["LaunchTemplateId"]
+            for page in paginator.paginate(PaginationConfig={"PageSize": 200})
+            for lt in page.get("LaunchTemplates", [])
+        ]
+
+    def launch_template_versions_image_ids(self, template_ids: Sequence[str]) -> dict[str, list[Reference]]:
+        """Every version of the given launch templates, by image id (one DescribeLaunchTemplateVersions
+        listing per template)."""
+        used: dict[str, list[Reference]] = {}
+        versions = self.client.get_paginator("describe_launch_template_versions")
+        for template_id in template_ids:
+            for vpage in versions.paginate(LaunchTemplateId=template_id):
+                for version in vpage.get("LaunchTemplateVersions", []):
+                    image_id = (version.get("LaunchTemplateData") or {}).get("ImageId")
+                    if image_id:
+                        ref = f"{template_id}:{version.get('VersionNumber')}"
+                        used.setdefault(image_id, []).append(Reference("ec2:LaunchTemplate", ref))
         return used
 
 

@@ -106,9 +106,7 @@ def _on_failed(change: AmiStateChange, settings: Settings, aws: Aws) -> EventOut
     from .replicator import record_failed_copy  # local import: only failed events need it
 
     note = record_failed_copy(aws, settings, change.region, change.image_id, change.error_message)
-    return EventOutcome(
-        "recorded", note or f"image failed: {change.error_message}", change.image_id, change.region
-    )
+    return EventOutcome("recorded", note or f"image failed: {change.error_message}", change.image_id, change.region)
 
 
 def _clip_event(event: Any) -> Any:

@@ -42,7 +42,13 @@ class TagResult:
 
 
 def tag_image_by_id(
-    ec2: Ec2, image_id: str, settings: Settings, now: datetime, account_id: str | None = None, *, dry_run: bool = False
+    ec2: Ec2,
+    image_id: str,
+    settings: Settings,
+    now: datetime,
+    account_id: str | None = None,
+    *,
+    dry_run: bool = False,
 ) -> TagResult:
     image = ec2.describe_image(image_id)
     if image is None:
@@ -72,7 +78,10 @@ def tag_image(
     result.errors = list(decision.errors)
     if decision.errors:
         logger.warning(
-            "image has unusable lifecycle tags", image_id=image.image_id, region=ec2.region, errors=decision.errors
+            "image has unusable lifecycle tags",
+            image_id=image.image_id,
+            region=ec2.region,
+            errors=decision.errors,
         )
         count("TagErrors")
 

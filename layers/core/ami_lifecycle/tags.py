@@ -120,9 +120,7 @@ class Retention:
         """CreationDate + retention, with calendar arithmetic for years and months; None for forever."""
         if self.forever:
             return None
-        return add_months(created, self.years * 12 + self.months) + timedelta(
-            days=self.days, seconds=self.seconds
-        )
+        return add_months(created, self.years * 12 + self.months) + timedelta(days=self.days, seconds=self.seconds)
 
 
 FOREVER = Retention(forever=True, text="forever")
@@ -156,9 +154,7 @@ def parse_retention(value: str) -> Retention:
     else:
         iso = _ISO_RE.match(text.upper())
         if not iso:
-            raise TagError(
-                f"retention {_clip(text)!r} is not <n>h, <n>d, <n>w, an ISO-8601 duration or 'forever'"
-            )
+            raise TagError(f"retention {_clip(text)!r} is not <n>h, <n>d, <n>w, an ISO-8601 duration or 'forever'")
         y, mo, w, d, h, mi, s = (int(g) if g else 0 for g in iso.groups())
         if max(y, mo, w, d, h, mi, s) > 10**7:
             raise TagError(f"retention {_clip(text)!r} is longer than 100 years")
@@ -199,9 +195,7 @@ def parse_instant(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
-        raise TagError(
-            f"expires-at {_clip(text)!r} is not an ISO-8601 UTC instant like 2026-12-24T00:00:00Z"
-        ) from None
+        raise TagError(f"expires-at {_clip(text)!r} is not an ISO-8601 UTC instant like 2026-12-24T00:00:00Z") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)

@@ -1,0 +1,21 @@
+"""BackfillFunction: manual invoke -> tagging, replication and retirement of existing images.
+
+Payload (all keys optional): `{"actions": ["tag", "replicate", "retire"], "regions": ["us-east-1"],
+"image_ids": ["ami-..."], "dry_run": true}`; `dry_run` defaults to true. A follow-up invocation
+(time budget) adds `"continuation": {...}`. Returns the backfill report (ami_lifecycle.report), or
+`{"status": "refused", "error": ...}`.
+"""
+
+from typing import Any
+
+from ami_lifecycle import runtime
+from ami_lifecycle.backfill import handle
+from ami_lifecycle.observability import logger, metrics, tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event, context, runtime.settings(), runtime.aws(), runtime.now(), runtime.account_id(context))

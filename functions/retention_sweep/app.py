@@ -1,0 +1,20 @@
+"""RetentionSweepFunction: EventBridge Scheduler or manual invoke -> retire expired images.
+
+Payload (all keys optional): `{"regions": ["us-east-1"], "dry_run": true}`; the schedule sends
+`{"source": "schedule"}`; a follow-up invocation (time budget) adds `"continuation": n`.
+Returns the sweep report (ami_lifecycle.report), or `{"status": "refused", "error": ...}`.
+"""
+
+from typing import Any
+
+from ami_lifecycle import runtime
+from ami_lifecycle.observability import logger, metrics, tracer
+from ami_lifecycle.sweep import handle
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event, context, runtime.settings(), runtime.aws(), runtime.now(), runtime.account_id(context))

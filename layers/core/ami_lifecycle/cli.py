@@ -1,0 +1,657 @@
+"""`ami-lifecycle`: the operator's command line, over the same code as the Lambda functions.
+
+    ami-lifecycle plan      what a backfill (tag, replicate, retire) would do, image by image, with reasons
+    ami-lifecycle apply     the retention sweep, for real (asks for confirmation unless --yes)
+    ami-lifecycle backfill  tag / replicate / retire existing images (dry run unless --apply)
+    ami-lifecycle demo      the whole flow on an embedded local AWS (moto)
+
+It uses the caller's normal AWS credentials (`--profile`, the environment, ~/.aws) and honours
+AWS_ENDPOINT_URL. Settings are the template parameters, read from the same environment variables
+as the Lambdas (TAG_PREFIX, DEFAULT_RETENTION, ...) and overridable with options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import IO, Any
+
+EXIT_OK = 0
+EXIT_ERRORS = 1
+EXIT_USAGE = 2
+EXIT_AWS = 3
+
+EPILOG = """\
+exit codes:
+  0  success, or nothing to do
+  1  the report has errors (some images or regions failed; see the report)
+  2  usage or configuration error (bad option, unknown region or key, malformed image id),
+     or an action that needs confirmation was not confirmed (no --yes and stdin is not a terminal)
+  3  AWS credentials or endpoint problem (no credentials, unknown profile, endpoint unreachable)
+
+environment:
+  AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL and the other AWS SDK variables are honoured.
+  TAG_PREFIX, DEFAULT_RETENTION, DEFAULT_KEEP_LATEST, REPLICA_REGIONS, REPLICA_KMS_KEYS,
+  SWEEP_REGIONS, COPY_QUEUE_URL, MANAGE_NEW_IMAGES and DRY_RUN are read as the Lambdas read them
+  (the template parameters); the options below override them.
+
+examples:
+  ami-lifecycle plan --region us-east-1,us-west-2
+  ami-lifecycle backfill --actions tag,replicate --copy-queue-url https://sqs...   # dry run
+  ami-lifecycle backfill --actions tag --image-id ami-0123456789abcdef0 --apply --yes
+  ami-lifecycle plan --sweep --json | jq .totals
+  ami-lifecycle apply --yes
+  ami-lifecycle demo
+"""
+
+# Exceptions that mean "cannot reach AWS or authenticate" (exit code 3).
+_AUTH_CODES = frozenset(
+    {
+        "AuthFailure",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+        "AccessDeniedException",
+    }
+)
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _regions_arg(values: Sequence[str] | None) -> list[str]:
+    out: list[str] = []
+    for value in values or ():
+        out.extend(part.strip() for part in value.split(",") if part.strip())
+    return list(dict.fromkeys(out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("common options")
+    g.add_argument(
+        "--region",
+        action="append",
+        metavar="REGION",
+        help="region to work on (repeatable, or a comma list); default: SWEEP_REGIONS, else your "
+        "region plus --replica-regions",
+    )
+    g.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / the default credential chain)")
+    g.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
+    g.add_argument("--verbose", "-v", action="store_true", help="the functions' JSON logs on stderr")
+    g.add_argument("--tag-prefix", metavar="P", help="TagPrefix (default: TAG_PREFIX, else ami-lifecycle)")
+    g.add_argument("--default-retention", metavar="R", help="DefaultRetention, e.g. 90d, 2w, P1Y, forever")
+    g.add_argument("--default-keep-latest", metavar="N", help="DefaultKeepLatest (0 disables)")
+    g.add_argument("--replica-regions", metavar="R[,R]", help="ReplicaRegions (comma list; '' for none)")
+    g.add_argument("--copy-queue-url", metavar="URL", help="the stack's CopyQueue URL (needed to request copies)")
+
+    parser = argparse.ArgumentParser(
+        prog="ami-lifecycle",
+        description="Adopt, tag, replicate and retire AMIs: the operator's command line over the same code "
+        "as the ami-lifecycle Lambda functions.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            parents=[common],
+            help=help_text,
+            description=help_text,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    plan = add(
+        "plan",
+        "Show what a backfill would do (tag, replicate, retire): every image with its decision and reason, "
+        "and the images and snapshot GiB that would be freed. Changes nothing.",
+    )
+    plan.add_argument(
+        "--sweep",
+        action="store_true",
+        help="show what the retention sweep (`apply`) would do now, on the tags as they are",
+    )
+    _selection(plan)
+
+    apply = add("apply", "Run the retention sweep for real: retire expired images and delete their snapshots.")
+    apply.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    backfill = add(
+        "backfill",
+        "Apply tagging, replication and retirement to existing images. A dry run unless --apply.",
+    )
+    _selection(backfill)
+    backfill.add_argument("--apply", action="store_true", help="act (default: dry run, a plan)")
+    backfill.add_argument("--yes", "-y", action="store_true", help="with --apply: do not ask for confirmation")
+
+    add(
+        "demo",
+        "Run the whole flow on an embedded local AWS (a moto server on 127.0.0.1): seed a fleet, tag, copy, "
+        "backfill, sweep; print what happened. Needs `pip install -e .[local]`.",
+    )
+    return parser
+
+
+def _selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--actions",
+        default="tag,replicate,retire",
+        metavar="A[,A]",
+        help="which of tag, replicate, retire (default: all three, run in that order)",
+    )
+    p.add_argument(
+        "--image-id",
+        action="append",
+        dest="image_ids",
+        metavar="AMI",
+        help="work on this image only (repeatable); keep-latest still ranks whole families",
+    )
+
+
+# ---------------------------------------------------------------- output
+
+
+class Output:
+    """stdout for the result, stderr for progress and prompts."""
+
+    def __init__(self, args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> None:
+        self.json = bool(getattr(args, "json", False))
+        self.quiet = bool(getattr(args, "quiet", False))
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def progress(self, message: str) -> None:
+        if not self.quiet:
+            print(f"… {message}", file=self.stderr, flush=True)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=self.stderr, flush=True)
+
+    def result(self, text: str) -> None:
+        print(text, file=self.stdout, flush=True)
+
+
+def table(rows: Sequence[Sequence[str]], headers: Sequence[str], max_width: int = 70) -> str:
+    """A plain-text table; cells longer than `max_width` are cut with an ellipsis."""
+
+    def cut(cell: str) -> str:
+        cell = " ".join(str(cell).split())
+        return cell if len(cell) <= max_width else cell[: max_width - 1] + "…"
+
+    body = [[cut(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in body]
+    return "\n".join(lines)
+
+
+def _actions_summary(entry: dict[str, Any]) -> str:
+    parts = []
+    for action in entry.get("actions") or []:
+        text = str(action)
+        if text.startswith(("would tag", "tagged")):
+            body = text.split(":", 1)[1] if ":" in text else ""
+            n = len([p for p in body.split(",") if "=" in p or p.strip().startswith("-")])
+            parts.append(f"tag +{n}" if n else "tag snapshots")
+        elif "a copy to " in text:
+            parts.append("copy→" + text.rsplit(" ", 1)[-1])
+        elif text.startswith("copy in "):
+            parts.append(f"copy in {text.split()[2]} exists")
+        elif "deprecation" in text:
+            parts.append("deprecate")
+        elif text.startswith("not copied"):
+            parts.append("not copied (expired)")
+    return ", ".join(parts)
+
+
+def _age(created: str | None, now: datetime) -> str:
+    if not created:
+        return ""
+    try:
+        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    days = (now - when).days
+    return f"{days}d" if days >= 1 else f"{int((now - when).total_seconds() // 3600)}h"
+
+
+def render_report(report: dict[str, Any], now: datetime, title: str) -> str:
+    """The human-readable report: a table per region and the totals."""
+    lines = [title, ""]
+    for region, r in report.get("regions", {}).items():
+        images = r.get("images", [])
+        status = "" if r.get("status", "complete") == "complete" else f" [{r.get('status')}: {r.get('error', '')}]"
+        lines.append(f"{region}: {len(images)} image{'s' if len(images) != 1 else ''}{status}")
+        if images:
+            rows = []
+            for e in images:
+                detail = e.get("detail", "")
+                if e.get("errors"):
+                    detail = "ERROR: " + "; ".join(e["errors"])
+                rows.append(
+                    [
+                        e["image_id"],
+                        e.get("name", ""),
+                        _age(e.get("created"), now),
+                        e.get("outcome") or e.get("decision", ""),
+                        e.get("reason", ""),
+                        _actions_summary(e),
+                        detail,
+                    ]
+                )
+            block = table(rows, ["IMAGE", "NAME", "AGE", "OUTCOME", "REASON", "ACTIONS", "DETAIL"], 60)
+            lines += ["  " + line for line in block.splitlines()]
+        for s in r.get("snapshots", []):
+            lines.append(f"  snapshot {s.get('snapshot_id')}: {s.get('outcome')} {s.get('error', '')}".rstrip())
+        lines.append("")
+    lines.append(render_totals(report))
+    return "\n".join(lines)
+
+
+def render_totals(report: dict[str, Any]) -> str:
+    t = report.get("totals", {})
+    dry = report.get("dry_run", False)
+    gib = sum(int((r.get("notes") or {}).get("snapshot_gib_freed", 0)) for r in report.get("regions", {}).values())
+    kept = t.get("kept", {})
+    kept_text = ", ".join(f"{reason} {n}" for reason, n in sorted(kept.items(), key=lambda kv: -kv[1]))
+    retired = t.get("retired", 0)
+    parts = [
+        f"{t.get('considered', 0)} images considered",
+        f"{'would retire' if dry else 'retired'} {retired}"
+        + (f" ({t.get('snapshots_deleted', 0)} snapshots, {gib} GiB {'would be ' if dry else ''}freed)"),
+        f"kept {sum(kept.values())}" + (f" ({kept_text})" if kept_text else ""),
+    ]
+    if t.get("tagged"):
+        parts.append(f"{'would tag' if dry else 'tagged'} {t['tagged']}")
+    if t.get("copies_requested"):
+        parts.append(f"{'would request' if dry else 'requested'} {t['copies_requested']} copies")
+    if t.get("deprecations_set"):
+        parts.append(f"{'would set' if dry else 'set'} {t['deprecations_set']} deprecation times")
+    parts.append(f"{t.get('errors', 0)} errors")
+    text = "Totals: " + "; ".join(parts)
+    if report.get("image_ids_not_found"):
+        text += "\nNot found in any region: " + ", ".join(report["image_ids_not_found"])
+    if dry:
+        text += "\n(dry run: nothing was changed)"
+    return text
+
+
+# ---------------------------------------------------------------- AWS and settings
+
+
+@contextlib.contextmanager
+def quiet_functions(verbose: bool, stream: IO[str]) -> Iterator[None]:
+    """Keep the functions' JSON logs and metrics (Powertools prints them on stdout) off stdout: logs go to
+    `stream` at INFO with --verbose, else only errors are kept out entirely."""
+    from .observability import logger, metrics
+
+    handler = logger.registered_handler
+    old_stream = getattr(handler, "stream", None)
+    old_level = logger.log_level
+    sink = stream if verbose else open(os.devnull, "w")  # noqa: SIM115 - closed below
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sink)
+    logger.setLevel("INFO" if verbose else "CRITICAL")
+    try:
+        with contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        metrics.clear_metrics()
+        if isinstance(handler, logging.StreamHandler) and old_stream is not None:
+            handler.setStream(old_stream)
+        logger.setLevel(old_level)
+        if sink is not stream:
+            sink.close()
+
+
+def _settings(args: argparse.Namespace, session_region: str | None) -> Any:
+    from .settings import ConfigError, Settings
+    from .sweep import known_regions
+    from .tags import is_region_name
+
+    regions = _regions_arg(args.region)
+    for region in regions:
+        if not is_region_name(region) or region not in known_regions():
+            raise CliError(f"--region: {region[:40]!r} is not an AWS region", EXIT_USAGE)
+    env = dict(os.environ)
+    home = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or session_region or (regions[0] if regions else "")
+    if not home:
+        raise CliError("no AWS region: set AWS_REGION, configure one for your profile, or pass --region", EXIT_USAGE)
+    env["AWS_REGION"] = home
+    overrides = {
+        "TAG_PREFIX": args.tag_prefix,
+        "DEFAULT_RETENTION": args.default_retention,
+        "DEFAULT_KEEP_LATEST": args.default_keep_latest,
+        "REPLICA_REGIONS": args.replica_regions,
+        "COPY_QUEUE_URL": args.copy_queue_url,
+    }
+    env.update({k: v for k, v in overrides.items() if v is not None})
+    if regions:
+        env["SWEEP_REGIONS"] = ",".join(regions)
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    for region in (*settings.sweep_regions, *settings.replica_regions):
+        if region not in known_regions():
+            raise CliError(f"{region!r} is not an AWS region", EXIT_USAGE)
+    return settings
+
+
+def _session(args: argparse.Namespace) -> Any:
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        return boto3.Session(profile_name=args.profile) if args.profile else boto3.Session()
+    except ProfileNotFound as e:
+        raise CliError(f"AWS profile not found: {e}", EXIT_AWS) from None
+
+
+def aws_problem(exc: BaseException) -> str | None:
+    """A readable line when `exc` means: no usable credentials, or the endpoint cannot be reached."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ProfileNotFound,
+        ReadTimeoutError,
+        TokenRetrievalError,
+    )
+
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError | TokenRetrievalError):
+        return f"no usable AWS credentials ({exc}): set AWS_PROFILE or pass --profile, or run `aws configure`"
+    if isinstance(exc, ProfileNotFound):
+        return str(exc)
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ConnectionClosedError | ReadTimeoutError):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        where = f" (AWS_ENDPOINT_URL={endpoint})" if endpoint else ""
+        return f"cannot reach AWS{where}: {exc}"
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: set AWS_REGION or pass --region"
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _AUTH_CODES:
+            return f"AWS refused the credentials: {code}: {exc.response.get('Error', {}).get('Message', '')}"
+    return None
+
+
+def preflight(session: Any, region: str) -> str:
+    """Who are we? One STS call, failing fast: the account id (images of other owners are never touched)."""
+    from botocore.config import Config
+
+    config = Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 2, "mode": "standard"})
+    sts = session.client("sts", region_name=region, config=config)
+    try:
+        return str(sts.get_caller_identity()["Account"])
+    except Exception as e:
+        problem = aws_problem(e)
+        if problem:
+            raise CliError(problem, EXIT_AWS) from None
+        raise
+
+
+def require_terminal(stdin: IO[str]) -> None:
+    """Confirmation needs a person: refuse (exit 2) when stdin is not a terminal."""
+    if not stdin.isatty():
+        raise CliError("refusing to act without confirmation: stdin is not a terminal (pass --yes)", EXIT_USAGE)
+
+
+def confirm(out: Output, question: str, stdin: IO[str]) -> None:
+    """Ask on the terminal; anything but 'yes' stops here (exit 2, nothing changed)."""
+    require_terminal(stdin)
+    print(f"{question} Type 'yes' to go on: ", end="", file=out.stderr, flush=True)
+    answer = stdin.readline().strip().lower()
+    if answer != "yes":
+        raise CliError("not confirmed: nothing was changed", EXIT_USAGE)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def backfill_request(args: argparse.Namespace, settings: Any, dry_run: bool) -> Any:
+    """The options as a BackfillFunction payload, validated as the function validates it (exit 2 if bad)."""
+    from .backfill import BadRequest, parse_request
+
+    payload: dict[str, Any] = {"actions": [a.strip() for a in args.actions.split(",") if a.strip()], "dry_run": dry_run}
+    if args.image_ids:
+        payload["image_ids"] = [i.strip() for value in args.image_ids for i in value.split(",") if i.strip()]
+    try:
+        return parse_request(payload, settings)
+    except BadRequest as e:
+        message = str(e).replace("invalid backfill payload: ", "").replace("image_ids", "--image-id")
+        raise CliError(f"invalid arguments: {message.replace('actions:', '--actions:')}", EXIT_USAGE) from None
+
+
+def _run_backfill(
+    args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, dry_run: bool
+) -> dict[str, Any]:
+    from .backfill import Backfill
+
+    request = backfill_request(args, settings, dry_run)
+    backfill = Backfill(settings, aws, datetime.now(UTC), account_id=account_id, progress=out.progress)
+    with quiet_functions(args.verbose, out.stderr):
+        report = backfill.run(request)
+    return backfill.render(report)
+
+
+def _run_sweep(
+    args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, dry_run: bool
+) -> dict[str, Any]:
+    from .report import Report
+    from .sweep import sweep
+
+    now = datetime.now(UTC)
+    combined = Report("sweep", dry_run, started_at=now)
+    for region in settings.sweep_regions:
+        out.progress(f"{region}: retention sweep ({'dry run' if dry_run else 'for real'})")
+        with quiet_functions(args.verbose, out.stderr):
+            one = sweep(settings, aws, now, regions=[region], dry_run=dry_run, account_id=account_id)
+        combined.regions.update(one.regions)
+        t = one.totals
+        out.progress(f"{region}: {t.retired} {'would be ' if dry_run else ''}retired, {sum(t.kept.values())} kept")
+    combined.finished_at = datetime.now(UTC)
+    report = combined.to_dict()
+    if dry_run:
+        _add_snapshot_sizes(report, aws)
+    return report
+
+
+def _add_snapshot_sizes(report: dict[str, Any], aws: Any) -> None:
+    """`notes.snapshot_gib_freed` per region for a sweep plan: the sizes of the snapshots it would delete."""
+    for region, r in report.get("regions", {}).items():
+        ids = [
+            s["SnapshotId"]
+            for e in r.get("images", [])
+            for s in e.get("snapshots", [])
+            if s.get("ReturnCode") == "would-delete"
+        ]
+        ids += [s["snapshot_id"] for s in r.get("snapshots", []) if str(s.get("outcome", "")).startswith("would")]
+        gib = 0
+        client = aws.ec2(region)
+        for start in range(0, len(ids), 200):
+            for snap in client.describe_snapshots(SnapshotIds=ids[start : start + 200]).get("Snapshots", []):
+                gib += int(snap.get("VolumeSize") or 0)
+        r.setdefault("notes", {})["snapshot_gib_freed"] = gib
+
+
+def _finish(out: Output, report: dict[str, Any], title: str) -> int:
+    if out.json:
+        out.result(json.dumps(report, indent=2, sort_keys=False, default=str))
+    else:
+        out.result(render_report(report, datetime.now(UTC), title))
+    failed = report.get("totals", {}).get("errors", 0) or report.get("status") in ("partial", "failed")
+    return EXIT_ERRORS if failed else EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str) -> int:
+    regions = ", ".join(settings.sweep_regions)
+    if args.sweep:
+        report = _run_sweep(args, out, settings, aws, account_id, dry_run=True)
+        return _finish(out, report, f"Sweep plan for {regions} (what `ami-lifecycle apply` would do now)")
+    report = _run_backfill(args, out, settings, aws, account_id, dry_run=True)
+    return _finish(out, report, f"Backfill plan for {regions}: actions {args.actions}")
+
+
+def cmd_apply(args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, stdin: IO[str]) -> int:
+    regions = ", ".join(settings.sweep_regions)
+    if settings.dry_run:
+        out.info("DRY_RUN is true: the sweep only reports")
+    elif not args.yes:
+        require_terminal(stdin)
+        plan = _run_sweep(args, out, settings, aws, account_id, dry_run=True)
+        if not out.json:
+            print(render_report(plan, datetime.now(UTC), f"Sweep plan for {regions}"), file=out.stderr)
+        t = plan["totals"]
+        if not t.get("retired"):
+            out.info("Nothing to retire.")
+            if out.json:
+                out.result(json.dumps(plan, indent=2, default=str))
+            return EXIT_OK
+        confirm(out, f"Retire {t['retired']} images and delete {t.get('snapshots_deleted', 0)} snapshots?", stdin)
+    report = _run_sweep(args, out, settings, aws, account_id, dry_run=settings.dry_run)
+    return _finish(out, report, f"Sweep of {regions}")
+
+
+def cmd_backfill(
+    args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, stdin: IO[str]
+) -> int:
+    regions = ", ".join(settings.sweep_regions)
+    if not args.apply:
+        if args.yes:
+            out.info("--yes without --apply: this is a dry run")
+        report = _run_backfill(args, out, settings, aws, account_id, dry_run=True)
+        return _finish(out, report, f"Backfill plan for {regions}: actions {args.actions} (pass --apply to act)")
+    if settings.dry_run:
+        out.info("DRY_RUN is true: the backfill only reports")
+    elif not args.yes:
+        require_terminal(stdin)
+        plan = _run_backfill(args, out, settings, aws, account_id, dry_run=True)
+        if not out.json:
+            print(render_report(plan, datetime.now(UTC), f"Backfill plan for {regions}"), file=out.stderr)
+        t = plan["totals"]
+        confirm(
+            out,
+            f"Tag {t.get('tagged', 0)} images, request {t.get('copies_requested', 0)} copies and retire "
+            f"{t.get('retired', 0)} images?",
+            stdin,
+        )
+    report = _run_backfill(args, out, settings, aws, account_id, dry_run=settings.dry_run)
+    return _finish(out, report, f"Backfill of {regions}: actions {args.actions}")
+
+
+def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    try:
+        import moto  # noqa: F401
+
+        # Imported by name: the local AWS package is an optional extra, never part of the layer.
+        demo = importlib.import_module("ami_lifecycle_localaws.demo")
+    except ImportError as e:
+        raise CliError(
+            f"the demo needs the embedded local AWS (moto), which is not installed ({e.name or e}).\n"
+            "Install it with:  pip install -e '.[local]'   (or run `make demo`, which does)",
+            EXIT_USAGE,
+        ) from None
+    return int(
+        demo.main(json_output=out.json, quiet=out.quiet, verbose=args.verbose, stdout=out.stdout, stderr=out.stderr)
+    )
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    stdin: IO[str] | None = None,
+) -> int:
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    stdin = stdin or sys.stdin
+    parser = build_parser()
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+            args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+    out = Output(args, stdout, stderr)
+    try:
+        if args.command == "demo":
+            return cmd_demo(args, out)
+        return _run(args, out, stdin)
+    except CliError as e:
+        print(f"ami-lifecycle: {e}", file=stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("ami-lifecycle: interrupted", file=stderr)
+        return 130
+    except Exception as e:
+        problem = aws_problem(e)
+        if problem:
+            print(f"ami-lifecycle: {problem}", file=stderr)
+            return EXIT_AWS
+        raise
+
+
+def _run(args: argparse.Namespace, out: Output, stdin: IO[str]) -> int:
+    from .clients import Aws
+
+    session = _session(args)
+    settings = _settings(args, session.region_name)
+    if args.command == "backfill" or (args.command == "plan" and not args.sweep):
+        backfill_request(args, settings, dry_run=True)  # bad options stop here, before any AWS call
+    account_id = preflight(session, settings.home_region)
+    out.progress(
+        f"account {account_id}, regions {', '.join(settings.sweep_regions)}"
+        + (f", endpoint {os.environ['AWS_ENDPOINT_URL']}" if os.environ.get("AWS_ENDPOINT_URL") else "")
+    )
+    if (
+        args.command in ("plan", "backfill")
+        and not getattr(args, "sweep", False)
+        and "replicate" in args.actions
+        and settings.replica_regions
+        and not settings.copy_queue_url
+    ):
+        out.info(
+            "note: no --copy-queue-url (COPY_QUEUE_URL): images that need copies are reported as errors; pass the "
+            "stack's CopyQueueUrl output, or leave replicate out of --actions"
+        )
+    aws = Aws(session)
+    commands: dict[str, Callable[[], int]] = {
+        "plan": lambda: cmd_plan(args, out, settings, aws, account_id),
+        "apply": lambda: cmd_apply(args, out, settings, aws, account_id, stdin),
+        "backfill": lambda: cmd_backfill(args, out, settings, aws, account_id, stdin),
+    }
+    return commands[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

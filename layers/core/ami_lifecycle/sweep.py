@@ -1,0 +1,624 @@
+"""The retention sweep (RetentionSweepFunction): retire expired images per PRODUCT.md section 2.
+
+Per region, independently (one region failing never stops the others):
+
+1. List the managed images: DescribeImages, Owners=self, `tag:P:managed=true`, disabled and
+   deprecated included, pages of 1000 (ceil(n/1000) calls). Deregistration protection comes with
+   them (`DeregistrationProtection`): no extra call.
+2. Rank the families and decide the pure part of the rule (`retention.decide`).
+3. Only for the images that pass every other condition (the candidates), check what uses them,
+   the cheaper way: DescribeImageReferences in batches of 10 ids (ceil(candidates/10) calls), or
+   one listing of the instances and of every launch template version (1 + templates calls). The
+   launch configurations are listed once either way (when there are candidates).
+4. Retire: DeregisterImage(DeleteAssociatedSnapshots=True), one call per image; EC2 deletes the
+   snapshots no other image uses in the same call and reports each one.
+5. Reconcile: set the native deprecation time of managed images that lack it (copies in replica
+   regions get theirs here), and delete orphaned managed snapshots (their image is gone and no
+   registered image uses them), e.g. after a snapshot deletion EC2 reported as failed.
+
+Dry-run changes nothing and reports the same decisions. Time budget: when the Lambda has less than
+a safety margin left, the sweep stops cleanly and returns the regions still to do (a half-done
+region is simply re-swept: retired images are gone, so listing again is idempotent); the handler
+continues in a new asynchronous invocation, at most MAX_CHAIN times in a row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, Literal
+
+from aws_lambda_powertools.metrics import single_metric
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from .clients import Aws
+from .ec2 import NOT_FOUND_CODES, REFERENCES_BATCH, AutoScaling, Ec2, Reference, error_code, is_throttle
+from .model import Image
+from .observability import MetricUnit, count, logger, metrics
+from .report import ImageEntry, RegionReport, Report
+from .retention import Decision, decide, deprecation_due, rank_families
+from .settings import Settings
+from .tags import format_instant, is_region_name
+
+# Stop when less than this is left of the Lambda's time: enough to finish the call in flight,
+# write the report and invoke the follow-up.
+SAFETY_MARGIN_MS = 60_000
+# At most this many follow-up invocations in a row (each up to 15 minutes).
+MAX_CHAIN = 20
+# A managed snapshot must be at least this old before it can be deleted as an orphan: images
+# being created or copied register their snapshots first.
+ORPHAN_MIN_AGE = timedelta(hours=6)
+# Per-image entries returned in the report, over all regions (the Lambda response is at most 6 MB).
+MAX_REPORT_IMAGES = 10_000
+
+InUseWay = Literal["auto", "image-references", "resource-listing"]
+_AMI_ID = re.compile(r"\bami-[0-9a-f]{8,17}\b", re.ASCII)
+
+
+class BadRequest(ValueError):
+    """The invocation payload is not one the sweep accepts; the message says why."""
+
+
+class OutOfTime(Exception):
+    """Raised inside a region when the time budget is spent: the region is re-swept later."""
+
+
+# ---------------------------------------------------------------- the payload
+
+
+class SweepRequest(BaseModel):
+    """`{"regions": [...], "dry_run": bool}`, all optional; the schedule sends `{"source": "schedule"}`
+    and a follow-up invocation adds `continuation`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    regions: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    dry_run: StrictBool | None = None
+    source: Literal["schedule", "manual"] | None = None
+    continuation: int = Field(default=0, ge=0, le=MAX_CHAIN)
+
+
+def parse_request(event: Any, settings: Settings) -> SweepRequest:
+    """Validate the payload. Raises BadRequest for unknown keys, wrong types, and regions that are
+    not AWS regions or not covered by this stack's sweep regions."""
+    if event is None:
+        event = {}
+    if not isinstance(event, Mapping):
+        raise BadRequest(f"payload is a {type(event).__name__}, not a JSON object")
+    try:
+        request = SweepRequest.model_validate(dict(event))
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in e.errors())
+        raise BadRequest(f"invalid sweep payload: {problems}") from None
+    for region in request.regions or ():
+        if region in settings.sweep_regions:
+            continue
+        if not is_region_name(region) or region not in known_regions():
+            raise BadRequest(f"invalid sweep payload: regions: {region[:40]!r} is not an AWS region")
+        raise BadRequest(
+            f"invalid sweep payload: regions: {region} is not swept by this stack "
+            f"(sweep regions: {', '.join(settings.sweep_regions)})"
+        )
+    return request
+
+
+@lru_cache(maxsize=1)
+def known_regions() -> frozenset[str]:
+    """Every region botocore knows, all partitions (offline: from its bundled endpoint data)."""
+    import boto3
+
+    session = boto3.session.Session()
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ec2", partition_name=partition)
+    )
+
+
+# ---------------------------------------------------------------- time budget
+
+
+@dataclass
+class Budget:
+    """The Lambda's remaining time; `None` means unlimited (the CLI, tests)."""
+
+    remaining_ms: Callable[[], int] | None = None
+    margin_ms: int = SAFETY_MARGIN_MS
+
+    @classmethod
+    def of(cls, context: Any, margin_ms: int = SAFETY_MARGIN_MS) -> Budget:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        return cls(remaining if callable(remaining) else None, margin_ms)
+
+    def exhausted(self) -> bool:
+        return self.remaining_ms is not None and self.remaining_ms() < self.margin_ms
+
+    def check(self) -> None:
+        if self.exhausted():
+            raise OutOfTime()
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+def sweep(
+    settings: Settings,
+    aws: Aws,
+    now: datetime,
+    *,
+    regions: Sequence[str] | None = None,
+    dry_run: bool | None = None,
+    account_id: str | None = None,
+    budget: Budget | None = None,
+    in_use_way: InUseWay = "auto",
+) -> Report:
+    """Sweep each region in turn. A region that fails is reported and the next one is swept; when
+    time runs out, `report.continuation["remaining_regions"]` lists what is left (the region in
+    progress first)."""
+    regions = list(dict.fromkeys(regions or settings.sweep_regions))
+    dry_run = settings.dry_run if dry_run is None else dry_run
+    budget = budget or Budget()
+    report = Report("sweep", dry_run, started_at=now)
+    for index, region in enumerate(regions):
+        if budget.exhausted():
+            report.continuation = {"remaining_regions": regions[index:]}
+            break
+        out = report.region(region)
+        ec2 = Ec2(aws.ec2(region), region)
+        autoscaling = AutoScaling(aws.client("autoscaling", region), region)
+        try:
+            sweep_region(
+                ec2,
+                autoscaling,
+                settings,
+                now,
+                out,
+                dry_run=dry_run,
+                account_id=account_id,
+                budget=budget,
+                in_use_way=in_use_way,
+            )
+        except OutOfTime:
+            out.status = "incomplete"
+            report.continuation = {"remaining_regions": regions[index:]}
+            logger.warning("sweep out of time", region=region, remaining_regions=regions[index:])
+            break
+        except Exception as e:  # one region's failure never stops the others
+            out.fail(_describe_error(e))
+            logger.exception("region sweep failed", region=region, error=out.error)
+    report.finished_at = datetime.now(UTC)
+    return report
+
+
+def sweep_region(
+    ec2: Ec2,
+    autoscaling: AutoScaling,
+    settings: Settings,
+    now: datetime,
+    out: RegionReport,
+    *,
+    dry_run: bool,
+    account_id: str | None = None,
+    budget: Budget | None = None,
+    in_use_way: InUseWay = "auto",
+) -> None:
+    """Sweep one region into `out` (filled as the work is done, so a failure keeps what was done)."""
+    budget = budget or Budget()
+    keys = settings.keys
+    images = list(ec2.iter_images(filters=[{"Name": f"tag:{keys.managed}", "Values": ["true"]}]))
+    by_id = {image.image_id: image for image in images}
+    ranks = rank_families(images, settings, account_id)
+
+    def decide_one(image: Image, references: Sequence[Reference] | None) -> Decision:
+        return decide(image, ranks.get(image.image_id), references, settings, now, account_id)
+
+    decisions = {image.image_id: decide_one(image, None) for image in images}
+    candidates = [image_id for image_id, d in decisions.items() if d.awaits_reference_check]
+    if candidates:
+        budget.check()
+        references, out.notes["in_use_check"] = find_references(ec2, autoscaling, candidates, in_use_way)
+        for image_id in candidates:
+            decisions[image_id] = decide_one(by_id[image_id], references.get(image_id, []))
+    else:
+        out.notes["in_use_check"] = {"way": "none", "candidates": 0, "calls": 0}
+
+    entries: dict[str, ImageEntry] = {}
+    to_retire: list[Image] = []
+    for image in sorted(images, key=lambda i: (i.creation_date, i.image_id)):
+        d = decisions[image.image_id]
+        entries[image.image_id] = out.add(_entry(image, d))
+        if d.retire:
+            to_retire.append(image)
+        else:
+            out.totals.count_kept(d.reason)
+            logger.info(
+                "image kept",
+                image_id=image.image_id,
+                region=ec2.region,
+                reason=str(d.reason),
+                detail=d.detail,
+                reasons=list(d.reasons),
+            )
+
+    # Dry run: to predict which snapshots EC2 would skip (still used by another image, managed or
+    # not), look at every image of the account in the region. A real run lets EC2 decide.
+    everything = list(ec2.iter_images()) if dry_run and to_retire else None
+    users = Counter(snapshot for image in everything or () for snapshot in image.snapshot_ids)
+    gone: set[str] = set()
+    for image in to_retire:
+        budget.check()
+        if _retire(ec2, image, entries[image.image_id], users, out, dry_run=dry_run):
+            gone.add(image.image_id)
+
+    for image in images:
+        if decisions[image.image_id].retire:
+            continue
+        at = deprecation_due(image, settings, now, account_id)
+        if at is not None:
+            budget.check()
+            _deprecate(ec2, image, at, entries[image.image_id], out, dry_run=dry_run)
+
+    budget.check()
+    reconcile_orphan_snapshots(
+        ec2, images, gone, settings, now, out, dry_run=dry_run, budget=budget, everything=everything
+    )
+
+
+def _entry(image: Image, d: Decision) -> ImageEntry:
+    return ImageEntry(
+        image_id=image.image_id,
+        name=image.name,
+        decision=d.action,
+        reason=str(d.reason),
+        detail=d.detail,
+        outcome="" if d.retire else "kept",
+        reasons=list(d.reasons) if len(d.blockers) > 1 else [],
+        family=d.family,
+        created=format_instant(image.creation_date),
+        expires_at=format_instant(d.expires_at) if d.expires_at else None,
+        references=[str(r) for r in d.references],
+    )
+
+
+# ---------------------------------------------------------------- in use?
+
+
+def find_references(
+    ec2: Ec2, autoscaling: AutoScaling, image_ids: Sequence[str], way: InUseWay = "auto"
+) -> tuple[dict[str, list[Reference]], dict[str, Any]]:
+    """What references each image, and a note on how it was found.
+
+    DescribeImageReferences costs ceil(n/10) calls and also covers SSM parameters and Image Builder
+    recipes; listing costs 1 DescribeInstances call per 1000 instances, 1 DescribeLaunchTemplates
+    call per 200 templates and 1 DescribeLaunchTemplateVersions per template. Listing needs at least
+    2 calls, so up to 20 candidates always go to DescribeImageReferences; beyond that the templates
+    are counted (that call is reused by the listing) and the cheaper way is taken. Launch
+    configurations are listed once either way.
+    """
+    ordered = list(dict.fromkeys(image_ids))
+    wanted = set(ordered)
+    reference_calls = math.ceil(len(wanted) / REFERENCES_BATCH)
+    note: dict[str, Any] = {"candidates": len(wanted), "image_references_calls": reference_calls}
+    templates: list[str] | None = None
+    chosen = way
+    if way == "auto":
+        chosen = "image-references"
+        if reference_calls > 2:
+            templates = ec2.launch_template_ids()
+            listing_calls = 1 + len(templates)  # DescribeInstances (one page per 1000) + one per template
+            note["listing_calls_estimate"] = 1 + listing_calls
+            if listing_calls < reference_calls:
+                chosen = "resource-listing"
+
+    found: dict[str, list[Reference]] = defaultdict(list)
+
+    def merge(refs: Mapping[str, Sequence[Reference]]) -> None:
+        for image_id, items in refs.items():
+            if image_id in wanted:
+                found[image_id].extend(items)
+
+    if chosen == "image-references":
+        try:
+            merge(ec2.image_references(ordered))
+        except ClientError as e:
+            if is_throttle(e):
+                raise
+            note["fallback"] = f"DescribeImageReferences failed ({error_code(e)}): listed the resources instead"
+            logger.warning("DescribeImageReferences failed: listing instead", region=ec2.region, error=str(e))
+            chosen = "resource-listing"
+    if chosen == "resource-listing":
+        templates = ec2.launch_template_ids() if templates is None else templates
+        merge(ec2.instance_image_ids())
+        merge(ec2.launch_template_versions_image_ids(templates))
+        note["covers"] = "instances, every launch template version, launch configurations"
+    else:
+        note["covers"] = (
+            "instances, every launch template version, SSM parameters, Image Builder recipes, launch configurations"
+        )
+    merge(autoscaling.launch_configuration_image_ids())
+    note["way"] = chosen
+    logger.info("in-use check", region=ec2.region, **note, in_use=len(found))
+    return dict(found), note
+
+
+# ---------------------------------------------------------------- retire
+
+
+def _retire(
+    ec2: Ec2, image: Image, entry: ImageEntry, users: Counter[str], out: RegionReport, *, dry_run: bool
+) -> bool:
+    """Deregister one image and its snapshots. Returns whether the image is gone."""
+    if dry_run:
+        # What EC2 will do: delete each snapshot no other image uses, skip the others.
+        entry.snapshots = [
+            {"SnapshotId": s, "ReturnCode": "would-skip" if users[s] > 1 else "would-delete"}
+            for s in image.snapshot_ids
+        ]
+        users.subtract(image.snapshot_ids)
+        entry.outcome = "would retire"
+        out.totals.retired += 1
+        out.totals.snapshots_deleted += sum(1 for s in entry.snapshots if s["ReturnCode"] == "would-delete")
+        logger.info(
+            "image would be retired (dry run)", image_id=image.image_id, region=ec2.region, snapshots=entry.snapshots
+        )
+        return False
+    try:
+        results = ec2.deregister(image.image_id, delete_snapshots=True)
+    except ClientError as e:
+        if is_throttle(e):
+            raise
+        if error_code(e) in NOT_FOUND_CODES:
+            entry.outcome, entry.detail = "gone", "already deregistered"
+            logger.info("image already gone", image_id=image.image_id, region=ec2.region)
+            return True
+        entry.outcome = "failed"
+        entry.errors.append(f"DeregisterImage: {_describe_error(e)}")
+        out.totals.errors += 1
+        logger.error("image not retired", image_id=image.image_id, region=ec2.region, error=entry.errors[-1])
+        return False
+
+    users.subtract(image.snapshot_ids)
+    entry.outcome = "retired"
+    entry.snapshots = results
+    out.totals.retired += 1
+    reported = {r["SnapshotId"] for r in results}
+    for result in results:
+        code = result["ReturnCode"]
+        if code == "success":
+            out.totals.snapshots_deleted += 1
+        elif code != "skipped":  # skipped: still used by another image, as expected
+            entry.errors.append(f"snapshot {result['SnapshotId']} not deleted: {code}")
+            out.totals.errors += 1
+    for snapshot in image.snapshot_ids:
+        if snapshot not in reported:
+            # Deleted later by the orphan reconciliation if no image uses it.
+            entry.snapshots.append({"SnapshotId": snapshot, "ReturnCode": "unreported"})
+    log = logger.error if entry.errors else logger.info
+    log("image retired", image_id=image.image_id, region=ec2.region, snapshots=entry.snapshots, errors=entry.errors)
+    return True
+
+
+def _deprecate(ec2: Ec2, image: Image, at: datetime, entry: ImageEntry, out: RegionReport, *, dry_run: bool) -> None:
+    when = format_instant(at)
+    if not dry_run:
+        try:
+            ec2.enable_deprecation(image.image_id, at)
+        except ClientError as e:
+            if is_throttle(e):
+                raise
+            if error_code(e) in NOT_FOUND_CODES:
+                return
+            entry.errors.append(f"EnableImageDeprecation: {_describe_error(e)}")
+            out.totals.errors += 1
+            logger.error("deprecation not set", image_id=image.image_id, region=ec2.region, error=entry.errors[-1])
+            return
+    entry.actions.append(f"{'would set' if dry_run else 'set'} deprecation time to {when}")
+    out.totals.deprecations_set += 1
+    logger.info("deprecation time set", image_id=image.image_id, region=ec2.region, deprecate_at=when, dry_run=dry_run)
+
+
+# ---------------------------------------------------------------- orphaned snapshots
+
+
+def reconcile_orphan_snapshots(
+    ec2: Ec2,
+    images: Sequence[Image],
+    gone: set[str],
+    settings: Settings,
+    now: datetime,
+    out: RegionReport,
+    *,
+    dry_run: bool,
+    budget: Budget | None = None,
+    everything: Sequence[Image] | None = None,
+) -> None:
+    """Delete snapshots tagged `P:managed=true` whose image no longer exists.
+
+    A snapshot is deleted only when all hold: it is owned by this account and tagged
+    `P:managed=true`; it is completed and older than ORPHAN_MIN_AGE; its Description names at least
+    one image id (as CreateImage/CopyImage/RegisterImage write it) and none of those images exists
+    in the region, not even in the Recycle Bin; and no registered image of the account in the region
+    (managed or not, disabled and deprecated included) uses it. One DescribeSnapshots call per 1000
+    managed snapshots; all images are listed, and the Recycle Bin checked, only when there is a
+    candidate.
+    """
+    budget = budget or Budget()
+    keys = settings.keys
+    live = [image for image in images if image.image_id not in gone]
+    registered = {image.image_id for image in live}
+    used = {snapshot for image in live for snapshot in image.snapshot_ids}
+    candidates: list[tuple[str, set[str]]] = []
+    for snapshot in ec2.iter_snapshots(filters=[{"Name": f"tag:{keys.managed}", "Values": ["true"]}]):
+        sid = snapshot["SnapshotId"]
+        tags = {t["Key"]: t.get("Value", "") for t in snapshot.get("Tags") or []}
+        started = snapshot.get("StartTime")
+        named = set(_AMI_ID.findall(snapshot.get("Description") or ""))
+        if (
+            tags.get(keys.managed) != "true"
+            or sid in used
+            or snapshot.get("State") != "completed"
+            or not isinstance(started, datetime)
+            or now - started < ORPHAN_MIN_AGE
+            or not named
+            or named & registered
+        ):
+            continue
+        candidates.append((sid, named))
+    out.notes["orphan_snapshot_candidates"] = len(candidates)
+    if not candidates:
+        return
+
+    # Confirm against every image of the account in the region, unmanaged ones included.
+    budget.check()
+    if everything is None:
+        everything = list(ec2.iter_images())
+    registered_all = {image.image_id for image in everything} - gone
+    used_all = {s for image in everything if image.image_id not in gone for s in image.snapshot_ids}
+    confirmed = [(sid, named) for sid, named in candidates if sid not in used_all and not named & registered_all]
+    if not confirmed:
+        return
+    # An image in the Recycle Bin can be restored only with its snapshots: leave those alone. If the
+    # bin cannot be checked, delete nothing (this is a clean-up: it can wait for the next sweep).
+    try:
+        in_bin = ec2.images_in_recycle_bin(sorted(set().union(*(named for _, named in confirmed))))
+    except Exception as e:
+        if is_throttle(e):
+            raise
+        out.notes["orphan_snapshots_left"] = (
+            f"{len(confirmed)} orphaned snapshots left in place: the Recycle Bin could not be checked "
+            f"({_describe_error(e)})"
+        )
+        logger.warning("orphaned snapshots left in place", region=ec2.region, reason=out.notes["orphan_snapshots_left"])
+        return
+    for sid, named in confirmed:
+        budget.check()
+        record = {"snapshot_id": sid, "images": ",".join(sorted(named))}
+        if named & in_bin:
+            record["outcome"] = "kept: its image is in the Recycle Bin"
+        elif dry_run:
+            record["outcome"] = "would delete (orphaned)"
+            out.totals.snapshots_deleted += 1
+        else:
+            try:
+                ec2.delete_snapshot(sid)
+                record["outcome"] = "deleted (orphaned)"
+                out.totals.snapshots_deleted += 1
+            except ClientError as e:
+                if is_throttle(e):
+                    raise
+                if error_code(e) == "InvalidSnapshot.NotFound":
+                    continue
+                record["outcome"] = "not deleted"
+                record["error"] = _describe_error(e)
+                if error_code(e) != "InvalidSnapshot.InUse":
+                    out.totals.errors += 1
+        out.snapshots.append(record)
+        log = logger.warning if "error" in record else logger.info
+        log("orphaned snapshot", region=ec2.region, dry_run=dry_run, snapshot=record)
+
+
+# ---------------------------------------------------------------- the Lambda around it
+
+
+def continue_sweep(
+    lambda_client: Any, function_arn: str, request: SweepRequest, remaining: Sequence[str], dry_run: bool
+) -> dict[str, Any]:
+    """Invoke this function again, asynchronously, for the regions left. Capped at MAX_CHAIN."""
+    following = request.continuation + 1
+    info: dict[str, Any] = {
+        "remaining_regions": list(remaining),
+        "next": following,
+        "requested": False,
+        "capped": False,
+    }
+    if following > MAX_CHAIN:
+        info["capped"] = True
+        logger.error(
+            "sweep chain capped: regions left for the next scheduled sweep",
+            remaining_regions=list(remaining),
+            max_chain=MAX_CHAIN,
+        )
+        return info
+    payload = {"regions": list(remaining), "dry_run": dry_run, "continuation": following}
+    try:
+        lambda_client.invoke(FunctionName=function_arn, InvocationType="Event", Payload=json.dumps(payload).encode())
+    except (ClientError, BotoCoreError) as e:
+        info["error"] = f"could not invoke the follow-up: {_describe_error(e)}"
+        logger.error("sweep follow-up not invoked", error=info["error"], remaining_regions=list(remaining))
+        return info
+    info["requested"] = True
+    logger.info("sweep continues in a follow-up invocation", payload=payload)
+    return info
+
+
+def handle(
+    event: Any, context: Any, settings: Settings, aws: Aws, now: datetime, account_id: str | None = None
+) -> dict[str, Any]:
+    """What RetentionSweepFunction does with one invocation (the handler is a thin shell around it)."""
+    try:
+        request = parse_request(event, settings)
+    except BadRequest as e:
+        logger.error("sweep payload refused", error=str(e), payload=_clip(event))
+        count("SweepRefused")
+        return {"status": "refused", "error": str(e)}
+    dry_run = settings.dry_run if request.dry_run is None else request.dry_run
+    regions = request.regions or list(settings.sweep_regions)
+    logger.info(
+        "sweep started", regions=regions, dry_run=dry_run, source=request.source, continuation=request.continuation
+    )
+    budget = Budget.of(context)
+    report = sweep(settings, aws, now, regions=regions, dry_run=dry_run, account_id=account_id, budget=budget)
+    remaining = (report.continuation or {}).get("remaining_regions") or []
+    if remaining:
+        function_arn = getattr(context, "invoked_function_arn", "")
+        lambda_client = aws.client("lambda", settings.home_region)
+        report.continuation = continue_sweep(lambda_client, function_arn, request, remaining, dry_run)
+    logger.info("sweep report", report=report.summary())
+    emit_metrics(report)
+    return report.to_dict(max_images_per_region=max(100, MAX_REPORT_IMAGES // max(1, len(regions))))
+
+
+def emit_metrics(report: Report) -> None:
+    """ImagesRetired, ImagesKept (total, and per reason with a Reason dimension), SnapshotsDeleted,
+    SweepErrors, SweepRegionsFailed, DeprecationsSet, and SweepCompleted (1 when the whole sweep,
+    follow-ups included, has run: the "sweep not run" alarm watches it). Dry runs count
+    ImagesRetirable instead of ImagesRetired and SnapshotsDeleted."""
+    totals = report.totals
+    if report.dry_run:
+        count("ImagesRetirable", totals.retired)
+    else:
+        count("ImagesRetired", totals.retired)
+        count("SnapshotsDeleted", totals.snapshots_deleted)
+        count("DeprecationsSet", totals.deprecations_set)
+    count("ImagesKept", sum(totals.kept.values()))
+    count("SweepErrors", totals.errors)
+    count("SweepRegionsFailed", sum(1 for r in report.regions.values() if r.status == "failed"))
+    continuation = report.continuation or {}
+    if continuation.get("requested"):
+        count("SweepContinued")
+    if continuation.get("capped") or continuation.get("error"):
+        count("SweepErrors")
+    if not continuation.get("remaining_regions"):
+        metrics.add_metric(name="SweepCompleted", unit=MetricUnit.Count, value=1)
+    for reason, n in sorted(totals.kept.items()):
+        with single_metric(name="ImagesKept", unit=MetricUnit.Count, value=n) as metric:
+            metric.add_dimension(name="Reason", value=reason)
+
+
+def _describe_error(e: BaseException) -> str:
+    if isinstance(e, ClientError):
+        message = str(e.response.get("Error", {}).get("Message", ""))
+        return f"{error_code(e)}: {message}"[:500]
+    return f"{type(e).__name__}: {e}"[:500]
+
+
+def _clip(event: Any) -> Any:
+    text = repr(event)
+    return event if len(text) <= 2000 else text[:2000] + "…"

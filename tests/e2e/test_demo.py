@@ -1,0 +1,96 @@
+"""`ami-lifecycle demo` (what `make demo` runs): the whole flow on the embedded local AWS, readable
+output, a JSON summary, and nothing left running afterwards."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from ami_lifecycle.cli import main
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+_SCRIPT = Path(sys.executable).with_name("ami-lifecycle")
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ami_lifecycle.cli"]
+
+
+def test_make_demo_runs_the_flow_and_explains_it() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(BIN)/ami-lifecycle demo" in makefile  # the README's main-job command runs exactly this
+
+    out = subprocess.run([*CLI, "demo"], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    for line in (
+        "ami-lifecycle demo: template.yaml's functions on an embedded local AWS (moto at http://127.0.0.1:",
+        "new images announced (EC2 AMI State Change: available) -> ImageEventsFunction",
+        "CopyQueue -> ReplicatorFunction",
+        "BackfillFunction, dry run of every action (events/backfill_plan.json): the plan",
+        "BackfillFunction, tag + replicate for real (events/backfill_apply.json)",
+        "RetentionSweepFunction, fired by its schedule",
+        "=== us-east-1 ",
+        "=== us-west-2 ",
+        "=== eu-west-1 ",
+        "OK: the sweep retired exactly the images the backfill's plan listed.",
+        "the local AWS is stopped",
+    ):
+        assert line in text, line
+    for section in ("Tagged (", "Copied here (", "Retired (", "Kept ("):
+        assert text.count(section) == 3, section
+    # Retired with their reason, and kept with theirs.
+    for reason in ("expired at", "in-use", "hold", "protected", "keep-latest", "not-expired", "foreign-manager"):
+        assert reason in text, reason
+    assert "opted-out" in text and "bad-tag" in text
+    assert "kept (another image uses it)" in text  # the shared snapshot survives
+    assert "local AWS (moto) listening on http://127.0.0.1:" in out.stderr  # progress on stderr
+
+
+def test_demo_json_summary_and_nothing_left_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    before_threads = set(threading.enumerate())
+    endpoint_before = os.environ.get("AWS_ENDPOINT_URL")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert main(["demo", "--json"], stdout=stdout, stderr=stderr) == 0, stderr.getvalue()
+    summary = json.loads(stdout.getvalue())
+
+    assert summary["plan_matches_sweep"] is True and summary["mismatch"] == {}
+    assert summary["seconds"] < 60
+    regions = summary["regions"]
+    retired = {r["name"]: r for r in regions["us-east-1"]["retired"]}
+    assert set(retired) == {"db-2026-01-15", "api-v1.0.0", "web-2026-04-10", "web-2026-06-20"}
+    assert "kept (another image uses it)" in retired["db-2026-01-15"]["snapshots"]
+    assert {r["name"] for r in regions["eu-west-1"]["retired"]} == {"app-build-101", "app-build-102", "report-v3"}
+    assert regions["us-west-2"]["retired"] == []
+    kept = {r["name"]: r["reason"] for r in regions["us-east-1"]["kept"]}
+    assert kept["api-v1.1.0"] == kept["api-v1.2.0"] == "in-use"  # a running instance; an old template version
+    assert kept["api-v1.3.0"] == "protected" and kept["batch-2026.02"] == "hold"
+    assert kept["db-2026-05-01"] == "keep-latest" and kept["tools-2026-03-01"] == "bad-tag"
+    assert kept["golden-legacy"] == "opted-out"
+    assert {kept[n] for n in ("web-backup-2026-03", "data-vol-2026-05", "ib-nginx-1.2.3")} == {"foreign-manager"}
+    copies = {c["name"] for c in regions["us-west-2"]["copied"]}
+    assert {"web-2026-11-25", "api-v1.5.0", "app-build-104", "batch-2026.02", "db-2026-05-01"} <= copies
+    assert "api-v1.4.0" not in copies  # expired and not the newest of its family: not copied
+    assert summary["sweep_totals"]["errors"] == 0 and summary["plan_totals"]["retired"] == 7
+
+    # The server is stopped, its port closed, its threads gone, the environment restored.
+    host, port = urlparse(summary["endpoint"]).hostname, urlparse(summary["endpoint"]).port
+    with pytest.raises(OSError), socket.create_connection((host, port), timeout=1):
+        pass
+    left = [t for t in threading.enumerate() if t not in before_threads and t.is_alive()]
+    assert left == [], left
+    assert os.environ.get("AWS_ENDPOINT_URL") == endpoint_before
+
+
+def test_demo_without_moto_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "moto", None)  # `import moto` raises ImportError
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert main(["demo"], stdout=stdout, stderr=stderr) == 2
+    assert "pip install -e '.[local]'" in stderr.getvalue() and stdout.getvalue() == ""

@@ -1,0 +1,489 @@
+"""template.yaml, read as CloudFormation reads it: least-privilege IAM, failure handling, alarms.
+
+The policies are resolved the way CloudFormation would resolve them for given parameters (a small
+evaluator of the intrinsic functions the template uses), so the assertions are about the
+documents IAM receives, e.g. that `aws:ResourceTag/<TagPrefix>:managed` really names the prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ami_lifecycle_localaws.stack import ROOT, load_template
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+FUNCTIONS = ("ImageEventsFunction", "ReplicatorFunction", "RetentionSweepFunction", "BackfillFunction")
+ASYNC_FUNCTIONS = ("ImageEventsFunction", "RetentionSweepFunction", "BackfillFunction")
+STACK = "ami-lifecycle"
+ACCOUNT = "111122223333"
+REGION = "us-east-1"
+KEY_WEST = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+KEY_EU = "arn:aws:kms:eu-west-1:111122223333:key/mrk-0123456789abcdef0123456789abcdef"
+# Read-only actions: the only ones allowed on Resource "*".
+READ_ONLY = re.compile(r"^[a-z0-9-]+:(Describe|Get|List)[A-Za-z]*$")
+NO_VALUE = object()
+
+
+# ------------------------------------------------------------------ a small CloudFormation evaluator
+
+
+def parameters(**overrides: str) -> dict[str, str]:
+    values = {name: str(spec.get("Default", "")) for name, spec in TEMPLATE["Parameters"].items()}
+    values.update(overrides)
+    return values
+
+
+class Cfn:
+    """Resolves Ref, Fn::Sub, Fn::Join, Fn::Split, Fn::Select, Fn::If, Fn::Equals, Fn::Not and
+    Fn::GetAtt (to stand-in ARNs and names) for one set of parameter values."""
+
+    def __init__(self, params: Mapping[str, str]) -> None:
+        self.params = dict(params)
+        self.pseudo = {
+            "AWS::Partition": "aws",
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::StackName": STACK,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+    def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if name in self.params:
+            return self.params[name]
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in RESOURCES or name.endswith("Role"):
+            return f"{STACK}-{name}"
+        raise KeyError(name)
+
+    def getatt(self, lid: str, attr: str) -> str:
+        assert lid in RESOURCES or lid.startswith(FUNCTIONS), f"GetAtt of unknown resource {lid}"
+        if attr == "QueueName":
+            return f"{STACK}-{lid}"
+        return f"arn:aws:test:{REGION}:{ACCOUNT}:{lid}/{attr}"
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(TEMPLATE["Conditions"][name]))
+
+    def sub(self, text: str, variables: Mapping[str, Any]) -> str:
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return str(self.resolve(variables[name]))
+            if "." in name and not name.startswith("AWS::"):
+                lid, attr = name.split(".", 1)
+                return self.getatt(lid, attr)
+            return str(self.ref(name))
+
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            items = [self.resolve(v) for v in value]
+            return [v for v in items if v is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((fn, arg),) = value.items()
+            if fn == "Ref":
+                return self.ref(arg)
+            if fn == "Fn::GetAtt":
+                lid, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.getatt(lid, attr)
+            if fn == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+                return self.sub(text, variables)
+            if fn == "Fn::Join":
+                return arg[0].join(str(v) for v in self.resolve(arg[1]))
+            if fn == "Fn::Split":
+                return str(self.resolve(arg[1])).split(arg[0])
+            if fn == "Fn::Select":
+                return self.resolve(arg[1])[int(self.resolve(arg[0]))]
+            if fn == "Fn::If":
+                return self.resolve(arg[1] if self.condition(arg[0]) else arg[2])
+            if fn == "Fn::Equals":
+                return self.resolve(arg[0]) == self.resolve(arg[1])
+            if fn == "Fn::Not":
+                return not self.resolve(arg[0])
+            if fn == "Condition":
+                return self.condition(arg)
+        out = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not NO_VALUE}
+
+
+def managed_policy_document(cfn: Cfn, logical_id: str) -> dict[str, Any]:
+    """The JSON document of an AWS::IAM::ManagedPolicy, as IAM receives it."""
+    doc = cfn.resolve(RESOURCES[logical_id]["Properties"]["PolicyDocument"])
+    return json.loads(doc) if isinstance(doc, str) else doc
+
+
+def function_statements(cfn: Cfn, function: str) -> list[dict[str, Any]]:
+    """Every statement the function's role holds: inline `Policies` statements, the managed
+    policies it references, and AWS::IAM::Policy resources attached to its role. (SAM policy
+    templates such as SQSPollerPolicy are SAM's own, scoped to one queue, and not expanded.)"""
+    statements: list[dict[str, Any]] = []
+    for entry in RESOURCES[function]["Properties"].get("Policies", []):
+        if isinstance(entry, dict) and "Statement" in entry:
+            statements.extend(cfn.resolve(entry["Statement"]))
+        elif isinstance(entry, dict) and set(entry) == {"Ref"}:
+            statements.extend(managed_policy_document(cfn, entry["Ref"])["Statement"])
+    for res in RESOURCES.values():
+        if res["Type"] == "AWS::IAM::Policy" and {"Ref": f"{function}Role"} in res["Properties"]["Roles"]:
+            statements.extend(cfn.resolve(res["Properties"]["PolicyDocument"])["Statement"])
+    return statements
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def all_statements(cfn: Cfn) -> Iterator[tuple[str, dict[str, Any]]]:
+    for function in FUNCTIONS:
+        for statement in function_statements(cfn, function):
+            yield function, statement
+
+
+def walk_keys(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield path, k
+            yield from walk_keys(v, f"{path}/{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from walk_keys(v, f"{path}/{i}")
+
+
+@pytest.fixture(params=["ami-lifecycle", "acme"], ids=["default-prefix", "prefix-acme"])
+def prefix(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# ------------------------------------------------------------------ the TagPrefix in condition keys
+
+
+def test_no_intrinsic_placeholder_is_left_in_a_yaml_key() -> None:
+    """CloudFormation resolves nothing in keys: `aws:ResourceTag/${TagPrefix}:managed` as a YAML key
+    would reach IAM literally and match no tag."""
+    bad = [f"{path}: {key}" for path, key in walk_keys(TEMPLATE) if "${" in key]
+    assert bad == []
+
+
+def test_condition_keys_name_the_tag_prefix_of_the_stack() -> None:
+    cfn = Cfn(parameters(TagPrefix="acme"))
+    keys: set[str] = set()
+    for lid in ("TagImagesPolicy", "CopyImagesPolicy", "RetireImagesPolicy"):
+        doc = managed_policy_document(cfn, lid)
+        assert "${" not in json.dumps(doc)
+        for statement in doc["Statement"]:
+            for conditions in statement.get("Condition", {}).values():
+                keys.update(conditions)
+    assert "aws:ResourceTag/acme:managed" in keys
+    assert "aws:RequestTag/acme:managed" in keys
+    assert not any("ami-lifecycle" in k for k in keys)
+
+
+@pytest.mark.parametrize("tag_prefix", ["a", "team ops/ami=x+y@corp.v2", "Z" * 64])
+def test_every_allowed_tag_prefix_gives_valid_json(tag_prefix: str) -> None:
+    """The documents are JSON strings built with Fn::Sub: any prefix TagPrefix allows keeps them valid."""
+    assert re.fullmatch(TEMPLATE["Parameters"]["TagPrefix"]["AllowedPattern"], tag_prefix)
+    cfn = Cfn(parameters(TagPrefix=tag_prefix))
+    for lid in ("TagImagesPolicy", "CopyImagesPolicy", "RetireImagesPolicy"):
+        doc = managed_policy_document(cfn, lid)
+        assert f"aws:ResourceTag/{tag_prefix}:managed" in json.dumps(doc)
+
+
+def test_tag_prefix_cannot_break_out_of_a_json_string() -> None:
+    pattern = TEMPLATE["Parameters"]["TagPrefix"]["AllowedPattern"]
+    for bad in ('acme"', "acme\\", 'a","Effect":"Allow'):
+        assert not re.fullmatch(pattern, bad)
+
+
+# ------------------------------------------------------------------ least privilege
+
+
+def test_no_mutating_action_on_every_resource(prefix: str) -> None:
+    cfn = Cfn(parameters(TagPrefix=prefix, ReplicaKmsKeys=f"us-west-2={KEY_WEST}"))
+    for function, statement in all_statements(cfn):
+        if statement.get("Effect") != "Allow":
+            continue
+        resources = as_list(statement["Resource"])
+        mutating = [a for a in as_list(statement["Action"]) if not READ_ONLY.match(a)]
+        assert not (mutating and "*" in resources), f"{function} {statement.get('Sid')}: {mutating} on *"
+        assert not any(a == "*" or a.endswith(":*") for a in as_list(statement["Action"])), statement
+
+
+def test_destructive_actions_only_on_managed_images_and_snapshots(prefix: str) -> None:
+    cfn = Cfn(parameters(TagPrefix=prefix))
+    destructive = {"ec2:DeregisterImage", "ec2:DeleteSnapshot", "ec2:EnableImageDeprecation", "ec2:DisableImage"}
+    seen: set[str] = set()
+    for function, statement in all_statements(cfn):
+        granted = destructive & set(as_list(statement["Action"]))
+        if not granted:
+            continue
+        seen |= granted
+        assert statement["Condition"]["StringEquals"] == {f"aws:ResourceTag/{prefix}:managed": "true"}, function
+        for arn in as_list(statement["Resource"]):
+            assert re.fullmatch(r"arn:aws:ec2:\*::(image|snapshot)/\*", arn), arn
+    assert {"ec2:DeregisterImage", "ec2:DeleteSnapshot", "ec2:EnableImageDeprecation"} <= seen
+
+
+def test_tag_writes_are_limited_to_lifecycle_keys(prefix: str) -> None:
+    cfn = Cfn(parameters(TagPrefix=prefix))
+    found = 0
+    for function, statement in all_statements(cfn):
+        actions = set(as_list(statement["Action"])) & {"ec2:CreateTags", "ec2:DeleteTags"}
+        if not actions:
+            continue
+        found += 1
+        condition = statement["Condition"]
+        assert condition["ForAllValues:StringLike"] == {"aws:TagKeys": [f"{prefix}:*"]}, function
+        # Without tag keys, DeleteTags deletes every tag and ForAllValues holds vacuously.
+        assert condition["Null"] == {"aws:TagKeys": "false"}, function
+        scopes = [
+            condition.get("StringEquals", {}).get(f"aws:ResourceTag/{prefix}:managed"),
+            condition.get("StringEquals", {}).get(f"aws:RequestTag/{prefix}:managed"),
+            condition.get("StringEquals", {}).get("ec2:CreateAction"),
+        ]
+        assert [s for s in scopes if s] in (["true"], ["CopyImage"]), (function, statement["Sid"])
+        if statement["Sid"] == "AdoptImages":
+            # Only a call that makes the image managed may tag an unmanaged image.
+            assert actions == {"ec2:CreateTags"}
+    assert found >= 5
+
+
+def test_copies_are_born_managed_and_tagged_on_creation(prefix: str) -> None:
+    cfn = Cfn(parameters(TagPrefix=prefix))
+    statements = function_statements(cfn, "ReplicatorFunction")
+    copy = [s for s in statements if "ec2:CopyImage" in as_list(s["Action"])]
+    assert len(copy) == 1
+    assert copy[0]["Condition"]["StringEquals"] == {f"aws:RequestTag/{prefix}:managed": "true"}
+    on_create = [s for s in statements if s["Sid"] == "TagCopiesOnCreation"]
+    assert on_create[0]["Condition"]["StringEquals"] == {"ec2:CreateAction": "CopyImage"}
+    # The P:copies record on the source: a CreateTags on a managed image with lifecycle keys.
+    record = [s for s in statements if s["Sid"] == "RecordCopiesOnManagedSource"]
+    assert record[0]["Condition"]["StringEquals"] == {f"aws:ResourceTag/{prefix}:managed": "true"}
+    assert not any(a in as_list(s["Action"]) for s in statements for a in ("ec2:DeregisterImage", "ec2:DeleteSnapshot"))
+
+
+def test_kms_is_limited_to_the_replica_kms_keys() -> None:
+    cfn = Cfn(parameters(ReplicaKmsKeys=f"us-west-2={KEY_WEST},eu-west-1={KEY_EU}"))
+    kms = [s for s in function_statements(cfn, "ReplicatorFunction") if s["Sid"].startswith("UseReplicaKmsKeys")]
+    assert len(kms) == 1
+    statement = kms[0]
+    resources = statement["Resource"]
+    assert KEY_WEST in resources and KEY_EU in resources
+    # The rest are placeholders that name no key ("none" is not a key id).
+    others = sorted(set(resources) - {KEY_WEST, KEY_EU})
+    assert others == ["arn:*:kms:eu-west-1:*:key/none", "arn:*:kms:us-west-2:*:key/none"]
+    assert set(statement["Action"]) == {
+        "kms:CreateGrant",
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:GenerateDataKeyWithoutPlaintext",
+        "kms:ReEncryptFrom",
+        "kms:ReEncryptTo",
+    }
+    assert statement["Condition"] == {
+        "StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"},
+        "BoolIfExists": {"kms:GrantIsForAWSResource": "true"},
+    }
+    # No other function holds any KMS permission.
+    for function in FUNCTIONS:
+        if function != "ReplicatorFunction":
+            assert not any(
+                a.startswith("kms:") for s in function_statements(cfn, function) for a in as_list(s["Action"])
+            )
+
+
+def test_no_kms_permission_without_replica_kms_keys() -> None:
+    cfn = Cfn(parameters())
+    assert not any(a.startswith("kms:") for _, s in all_statements(cfn) for a in as_list(s["Action"]))
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("", True),
+        (f"us-west-2={KEY_WEST}", True),
+        (f"us-west-2={KEY_WEST},eu-west-1={KEY_EU}", True),
+        ("us-west-2=alias/ami-copies", False),  # IAM cannot name a key by its alias
+        (f"us-west-2 = {KEY_WEST}", False),
+        (f"us-west-2={KEY_WEST},", False),
+        ("us-west-2=arn:aws:kms:us-west-2:111122223333:alias/ami", False),
+    ],
+)
+def test_replica_kms_keys_must_be_key_arns(value: str, ok: bool) -> None:
+    pattern = TEMPLATE["Parameters"]["ReplicaKmsKeys"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) is ok
+
+
+def test_self_invocation_is_limited_to_the_function_itself() -> None:
+    cfn = Cfn(parameters())
+    for function in ("RetentionSweepFunction", "BackfillFunction"):
+        invoke = [s for s in function_statements(cfn, function) if "lambda:InvokeFunction" in as_list(s["Action"])]
+        assert len(invoke) == 1
+        arn = cfn.getatt(function, "Arn")
+        assert invoke[0]["Resource"] == [arn, f"{arn}:*"]
+    for function in ("ImageEventsFunction", "ReplicatorFunction"):
+        assert not any("lambda:InvokeFunction" in as_list(s["Action"]) for s in function_statements(cfn, function))
+
+
+def test_ec2_arns_follow_the_partition() -> None:
+    text = json.dumps(TEMPLATE)
+    assert "arn:aws:ec2" not in text and "arn:aws:lambda" not in text
+
+
+# ------------------------------------------------------------------ failure handling
+
+
+def test_every_queue_is_encrypted() -> None:
+    queues = {lid: r["Properties"] for lid, r in RESOURCES.items() if r["Type"] == "AWS::SQS::Queue"}
+    assert len(queues) >= 5
+    for lid, props in queues.items():
+        assert props.get("SqsManagedSseEnabled") is True or props.get("KmsMasterKeyId"), lid
+
+
+def test_every_asynchronous_path_has_bounded_retries_and_a_failure_queue() -> None:
+    for function in ASYNC_FUNCTIONS:
+        config = RESOURCES[function]["Properties"]["EventInvokeConfig"]
+        assert 0 <= config["MaximumRetryAttempts"] <= 2
+        assert config["MaximumEventAgeInSeconds"] <= 21600
+        assert config["DestinationConfig"]["OnFailure"] == {
+            "Type": "SQS",
+            "Destination": {"Fn::GetAtt": ["AsyncFailureQueue", "Arn"]},
+        }
+    (rule,) = [e["Properties"] for e in RESOURCES["ImageEventsFunction"]["Properties"]["Events"].values()]
+    assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ImageEventsDeadLetterQueue", "Arn"]}}
+    assert rule["RetryPolicy"]["MaximumRetryAttempts"] <= 185
+    (schedule,) = [e["Properties"] for e in RESOURCES["RetentionSweepFunction"]["Properties"]["Events"].values()]
+    assert schedule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["SweepScheduleDeadLetterQueue", "Arn"]}}
+    assert schedule["RetryPolicy"]["MaximumRetryAttempts"] <= 185
+    redrive = RESOURCES["CopyQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["CopyDeadLetterQueue", "Arn"]}
+    assert 1 <= redrive["maxReceiveCount"] <= 100
+
+
+def test_only_the_rule_may_send_to_its_dead_letter_queue() -> None:
+    (statement,) = RESOURCES["ImageEventsDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["ImageEventsFunctionAmiStateChange", "Arn"]}}
+    }
+
+
+# ------------------------------------------------------------------ alarms and dashboard
+
+
+def alarms() -> dict[str, dict[str, Any]]:
+    return {lid: r["Properties"] for lid, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_every_alarm_notifies_the_alarm_topic() -> None:
+    assert len(alarms()) >= 11
+    for lid, props in alarms().items():
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], lid
+        assert props.get("AlarmDescription"), lid
+
+
+def test_the_alarm_topic_is_encrypted_and_the_email_subscription_conditional() -> None:
+    assert RESOURCES["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    key = RESOURCES["AlarmTopicKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    cloudwatch = [s for s in key["KeyPolicy"]["Statement"] if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert set(cloudwatch[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    subscription = RESOURCES["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+    assert not Cfn(parameters()).condition("HasAlarmEmail")
+    assert Cfn(parameters(AlarmEmail="ops@example.com")).condition("HasAlarmEmail")
+
+
+def test_each_function_has_an_errors_alarm() -> None:
+    watched = {p["Dimensions"][0]["Value"]["Ref"] for p in alarms().values() if p.get("MetricName") == "Errors"}
+    assert watched == set(FUNCTIONS)
+
+
+def test_each_dead_letter_and_failure_queue_has_a_depth_alarm() -> None:
+    watched = {
+        p["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for p in alarms().values()
+        if p.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    }
+    assert watched == {
+        "CopyDeadLetterQueue",
+        "ImageEventsDeadLetterQueue",
+        "SweepScheduleDeadLetterQueue",
+        "AsyncFailureQueue",
+    }
+
+
+def test_business_alarms_watch_powertools_metrics() -> None:
+    service = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    namespace = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    copies = alarms()["CopiesFailedAlarm"]
+    assert (copies["Namespace"], copies["MetricName"]) == (namespace, "CopiesFailed")
+    assert copies["Dimensions"] == [{"Name": "service", "Value": service}]
+    sweep = alarms()["SweepNotRunAlarm"]
+    assert (sweep["Namespace"], sweep["MetricName"], sweep["Statistic"]) == (namespace, "SweepCompleted", "Sum")
+    assert sweep["Dimensions"] == [{"Name": "service", "Value": service}]
+    # Two runs of the default schedule, rate(1 day), missed; missing data counts as missed.
+    assert TEMPLATE["Parameters"]["SweepSchedule"]["Default"] == "rate(1 day)"
+    assert sweep["Period"] * sweep["EvaluationPeriods"] == 2 * 86400
+    assert (sweep["Threshold"], sweep["ComparisonOperator"]) == (1, "LessThanThreshold")
+    assert sweep["TreatMissingData"] == "breaching"
+
+
+def emitted_metric_names() -> set[str]:
+    """Every metric name the code emits (count("X"), add_metric(name="X"), single_metric(name="X"))."""
+    names: set[str] = set()
+    for path in (ROOT / "layers" / "core" / "ami_lifecycle").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        names.update(re.findall(r"\bcount\(\s*f?\"([A-Za-z]+)", text))
+        names.update(re.findall(r"name=\"([A-Za-z]+)\"", text))
+    return names
+
+
+def test_alarms_and_dashboard_name_only_metrics_the_code_emits() -> None:
+    emitted = emitted_metric_names()
+    cfn = Cfn(parameters())
+    body = json.loads(cfn.resolve(RESOURCES["Dashboard"]["Properties"]["DashboardBody"]))
+    named: set[str] = set()
+    for widget in body["widgets"]:
+        namespace = None
+        for metric in widget.get("properties", {}).get("metrics", []):
+            namespace = namespace if metric[0] in (".", "...") else metric[0]
+            if namespace == "AmiLifecycle":
+                named.add(metric[1])
+    for props in alarms().values():
+        if props.get("Namespace") == "AmiLifecycle":
+            named.add(props["MetricName"])
+        for query in props.get("Metrics", []):
+            if "MetricStat" in query:
+                named.add(query["MetricStat"]["Metric"]["MetricName"])
+    assert named, "no business metric found"
+    assert named - emitted == set(), f"metrics nothing emits: {sorted(named - emitted)}"
+
+
+def test_the_dashboard_shows_every_alarm_and_is_valid_json() -> None:
+    cfn = Cfn(parameters())
+    body = json.loads(cfn.resolve(RESOURCES["Dashboard"]["Properties"]["DashboardBody"]))
+    (alarm_widget,) = [w for w in body["widgets"] if w["type"] == "alarm"]
+    assert set(alarm_widget["properties"]["alarms"]) == {cfn.getatt(lid, "Arn") for lid in alarms()}
+
+
+def test_the_built_template_keeps_the_policies(prefix: str) -> None:
+    """`sam build` copies the template into .aws-sam/build: the policy documents must survive it."""
+    built = Path(ROOT / ".aws-sam" / "build" / "template.yaml")
+    if not built.exists():
+        pytest.skip("no sam build output (make template-check builds it)")
+    template = load_template(built)
+    for lid in ("TagImagesPolicy", "CopyImagesPolicy", "RetireImagesPolicy"):
+        assert template["Resources"][lid] == RESOURCES[lid]
