@@ -59,6 +59,9 @@ Gaps filled (real EC2 behaviour mimicked, by API)
 10. EventBridge ``TestEventPattern`` answers ``{"Result": true|false}`` with moto's own pattern matcher
     (the one its ``PutEvents`` uses for rules); moto 5.2 answered an empty body. The local runner
     (``stack.py``) routes events with it, so patterns are evaluated as read from template.yaml.
+11. ``ListImagesInRecycleBin(ImageIds)``: at most 20 ids (``InvalidParameterValue`` beyond); moto has
+    no Recycle Bin (rbin is not implemented), so no retention rule exists and, as in an account
+    without rules, the bin is empty: ``{"Images": []}``.
 
 Test and benchmark helpers (not EC2 behaviour)
 ----------------------------------------------
@@ -704,6 +707,13 @@ def _r_describe_image_references(self: AmisResponse) -> ActionResult:
     return ActionResult({"ImageReferences": page, "NextToken": next_token})
 
 
+def _r_list_images_in_recycle_bin(self: AmisResponse) -> ActionResult:
+    ids = self._get_param("ImageIds", [])
+    if len(ids) > 20:
+        raise _error("InvalidParameterValue", "ImageIds: at most 20 image ids may be given")
+    return ActionResult({"Images": []})
+
+
 def _r_test_event_pattern(self: EventsHandler) -> str:
     pattern = EventPattern.load(self._get_param("EventPattern"))
     event = json.loads(self._get_param("Event"))
@@ -781,6 +791,7 @@ def install() -> None:
                 _r_disable_image_deregistration_protection,
             ),
             (AmisResponse, "describe_image_references", _r_describe_image_references),
+            (AmisResponse, "list_images_in_recycle_bin", _r_list_images_in_recycle_bin),
             (EventsHandler, "test_event_pattern", _r_test_event_pattern),
         ]
         for cls, name, value in patches:

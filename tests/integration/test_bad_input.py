@@ -246,13 +246,6 @@ def test_a_failed_events_huge_error_message_is_clipped(stack: LocalStack, caplog
     assert out["status"] == "recorded" and len(out["reason"]) < 2000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "image_events.handle_event refuses events of another account but not of a region the stack "
-        "does not cover (settings.sweep_regions): it adopts and tags the image there"
-    ),
-)
 def test_an_event_from_a_region_the_stack_does_not_cover_is_refused(stack: LocalStack) -> None:
     elsewhere = "eu-central-1"
     image_id = create_image(SESSION.client("ec2", region_name=elsewhere), "web-1")
@@ -266,13 +259,6 @@ def test_an_image_id_with_a_trailing_newline_is_refused_by_the_backfill(stack: L
     assert stack.invoke("BackfillFunction", {"image_ids": [image_id + "\n"]})["status"] == "refused"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "events.py _IMAGE_ID ends in '$' and is used with re.match, so 'ami-...\\n' passes "
-        "(use re.fullmatch or \\Z; replication.py _IMAGE_ID and tags.py _REGION_RE have the same pattern)"
-    ),
-)
 def test_an_event_image_id_with_a_trailing_newline_is_refused(stack: LocalStack) -> None:
     image_id = create_image(SESSION.client("ec2", region_name=EAST), "web-1")
     event = available(image_id)

@@ -25,6 +25,8 @@ def ec2(moto_aws: None) -> Any:
 @pytest.fixture
 def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
     monkeypatch.setenv("AWS_REGION", REGION)
+    # The stack covers a replica region too: failed copies there are reported to us.
+    monkeypatch.setenv("REPLICA_REGIONS", "us-west-2")
     from functions.image_events.app import lambda_handler
     from tests.conftest import FakeLambdaContext
 
@@ -193,3 +195,11 @@ def test_event_for_another_account_is_refused(ec2: Any, handler: Any, event: Any
 
 def test_non_object_event_is_refused(ec2: Any, handler: Any) -> None:
     assert handler(["not", "an", "event"])["status"] == "refused"  # type: ignore[arg-type]
+
+
+def test_event_from_a_region_the_stack_does_not_cover_is_refused(ec2: Any, handler: Any, event: Any) -> None:
+    other = boto3.client("ec2", region_name="ap-south-1")
+    image_id = create_image(other, "web-1")
+    out = handler(available(event, image_id, "ap-south-1"))
+    assert out["status"] == "refused" and "does not cover" in out["reason"]
+    assert tags_of(other, image_id) == {}

@@ -611,3 +611,17 @@ def test_extension_works_behind_threaded_moto_server() -> None:
         request = urllib.request.Request(f"{url}/moto-api/reset", data=json.dumps({}).encode(), method="POST")
         urllib.request.urlopen(request).close()
         server.stop()
+
+
+def test_recycle_bin_is_empty_without_rules_and_takes_at_most_20_ids() -> None:
+    import boto3
+    from ami_lifecycle_localaws import motoext
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    motoext.install()
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        assert ec2.list_images_in_recycle_bin(ImageIds=["ami-0123456789abcdef0"])["Images"] == []
+        with pytest.raises(ClientError, match="InvalidParameterValue"):
+            ec2.list_images_in_recycle_bin(ImageIds=[f"ami-{i:017x}" for i in range(21)])

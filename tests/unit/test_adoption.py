@@ -187,3 +187,9 @@ def test_settings_from_environment() -> None:
 def test_bad_settings_fail_with_the_variable_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({"AWS_REGION": "us-east-1", **env})
+
+
+@pytest.mark.parametrize("spelling", ["TRUE", "yes", "1", " true "])
+def test_managed_is_normalised_to_exactly_true(settings: Settings, spelling: str) -> None:
+    a = decide_adoption(image({f"{P}:managed": spelling}), settings, NOW)
+    assert a.adopt and a.image_tags[f"{P}:managed"] == "true"

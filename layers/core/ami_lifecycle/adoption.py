@@ -152,7 +152,12 @@ def _lifecycle_tags(
     elif keys.error in tags:
         remove = (keys.error,)
 
-    image_tags = {k: v for k, v in want.items() if tags.get(k) != v and (k == keys.error or k not in tags)}
+    # Users' values are never overwritten, with two exceptions the tool owns: P:error, and P:managed
+    # spelled `TRUE`/`yes`/`1`, rewritten to exactly `true` (the sweep's filter and the IAM conditions
+    # match that spelling only).
+    image_tags = {
+        k: v for k, v in want.items() if tags.get(k) != v and (k in (keys.error, keys.managed) or k not in tags)
+    }
     # The image's full lifecycle tag set after this change, mirrored onto its snapshots.
     full = {k: v for k, v in tags.items() if keys.is_lifecycle_key(k) and k not in remove}
     full.update(image_tags)

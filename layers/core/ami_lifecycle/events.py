@@ -17,8 +17,8 @@ from .tags import is_region_name
 SOURCE = "aws.ec2"
 DETAIL_TYPE = "EC2 AMI State Change"
 STATES = frozenset({"available", "failed", "deregistered", "disabled"})
-_IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}$", re.ASCII)
-_ACCOUNT = re.compile(r"^[0-9]{12}$", re.ASCII)
+_IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}\Z", re.ASCII)
+_ACCOUNT = re.compile(r"^[0-9]{12}\Z", re.ASCII)
 
 
 class BadEvent(ValueError):

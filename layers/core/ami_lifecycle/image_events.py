@@ -48,6 +48,13 @@ def handle_event(
         logger.warning("event refused", reason=reason, image_id=change.image_id)
         count("EventsRefused")
         return EventOutcome("refused", reason, change.image_id, change.region)
+    if change.region not in settings.sweep_regions:
+        reason = (
+            f"event is from {change.region}, a region this stack does not cover ({', '.join(settings.sweep_regions)})"
+        )
+        logger.warning("event refused", reason=reason, image_id=change.image_id)
+        count("EventsRefused")
+        return EventOutcome("refused", reason, change.image_id, change.region)
     logger.append_keys(image_id=change.image_id, region=change.region, state=change.state)
     count("EventsProcessed")
     try:

@@ -10,7 +10,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 logger = Logger()
-tracer = Tracer()
+# Patch only what we call: patching every supported library imports requests, asyncio and more
+# at cold start for nothing.
+tracer = Tracer(patch_modules=["boto3", "botocore"])
 metrics = Metrics()
 
 __all__ = ["logger", "tracer", "metrics", "MetricUnit", "count"]

@@ -18,7 +18,7 @@ from .settings import Settings
 from .tags import MAX_TAG_KEY, MAX_TAG_VALUE, TagError, TagKeys, is_region_name, parse_regions
 
 SQS_BATCH = 10
-_IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}$", re.ASCII)
+_IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}\Z", re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ class TagKeys:
         return key.startswith(self.prefix + ":")
 
 
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/=+@ ]{0,63}$")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/=+@ ]{0,63}\Z")
 
 
 def validate_prefix(prefix: str) -> str:
@@ -125,10 +125,10 @@ class Retention:
 
 FOREVER = Retention(forever=True, text="forever")
 
-_SHORT_RE = re.compile(r"^([0-9]{1,7})\s*([hdw])$", re.ASCII)
+_SHORT_RE = re.compile(r"^([0-9]{1,7})\s*([hdw])\Z", re.ASCII)
 _ISO_RE = re.compile(
     r"^P(?!$)(?:([0-9]+)Y)?(?:([0-9]+)M)?(?:([0-9]+)W)?(?:([0-9]+)D)?"
-    r"(?:T(?=[0-9])(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+)S)?)?$",
+    r"(?:T(?=[0-9])(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+)S)?)?\Z",
     re.ASCII,
 )
 
@@ -238,7 +238,7 @@ def parse_keep_latest(value: str) -> int:
     return n
 
 
-_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", re.ASCII)
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}\Z", re.ASCII)
 
 
 def parse_regions(value: str, known: frozenset[str] | None = None) -> list[str]:
