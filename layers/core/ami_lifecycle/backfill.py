@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -250,87 +250,6 @@ def _describe_error(e: BaseException) -> str:
         err = e.response.get("Error", {})
         return f"{err.get('Code', 'ClientError')}: {err.get('Message', '')}"[:500]
     return f"{type(e).__name__}: {e}"[:500]
-
-
-# ---------------------------------------------------------------- the gateway the sweep sees
-
-
-class _ListedEc2(Ec2):
-    """The region's EC2 gateway as the sweep sees it during a backfill: image listings are answered
-    from the backfill's own listing, with the tags the tag step gives the images (so a dry run
-    decides on what a real run would have written, and the region is listed once). With a
-    restriction to some image ids, the other images are shown held (they still count in their
-    family's keep-latest ranking, but are never retired), their deprecation times are left alone,
-    and orphaned snapshots are not reconciled."""
-
-    def __init__(
-        self,
-        ec2: Ec2,
-        images: Sequence[Image],
-        settings: Settings,
-        only: Collection[str] | None,
-        snapshots: Sequence[dict[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(ec2.client, ec2.region)
-        self._only = set(only) if only is not None else None
-        self._snapshots = snapshots
-        hold = settings.keys.hold
-        self._images = [
-            image
-            if self._only is None or image.image_id in self._only
-            else replace(image, tags={**image.tags, hold: "true"})
-            for image in images
-        ]
-
-    def iter_images(
-        self,
-        *,
-        owners: Sequence[str] = ("self",),
-        image_ids: Sequence[str] = (),
-        filters: Sequence[Mapping[str, Any]] = (),
-        include_disabled: bool = True,
-        page_size: int = 1000,
-    ) -> Iterator[Image]:
-        tag_filters = [f for f in filters if str(f.get("Name", "")).startswith("tag:")]
-        if image_ids or tuple(owners) != ("self",) or not include_disabled or len(tag_filters) != len(filters):
-            yield from super().iter_images(
-                owners=owners,
-                image_ids=image_ids,
-                filters=filters,
-                include_disabled=include_disabled,
-                page_size=page_size,
-            )
-            return
-        for image in self._images:
-            if _matches(image.tags, tag_filters):
-                yield image
-
-    def enable_deprecation(self, image_id: str, when: datetime) -> None:
-        if self._only is None or image_id in self._only:
-            super().enable_deprecation(image_id, when)
-
-    def iter_snapshots(
-        self,
-        *,
-        owner_ids: Sequence[str] = ("self",),
-        filters: Sequence[Mapping[str, Any]] = (),
-        page_size: int = 1000,
-    ) -> Iterator[dict[str, Any]]:
-        if self._only is not None:
-            return iter(())
-        tag_filters = [f for f in filters if str(f.get("Name", "")).startswith("tag:")]
-        if self._snapshots is None or tuple(owner_ids) != ("self",) or len(tag_filters) != len(filters):
-            return super().iter_snapshots(owner_ids=owner_ids, filters=filters, page_size=page_size)
-        return (
-            s
-            for s in self._snapshots
-            if _matches({t["Key"]: t.get("Value", "") for t in s.get("Tags") or []}, tag_filters)
-        )
-
-
-def _matches(tags: Mapping[str, str], tag_filters: Sequence[Mapping[str, Any]]) -> bool:
-    """EC2's `tag:<key>` filters (every filter matches, any of its values), on a listing we hold."""
-    return all(tags.get(str(f["Name"])[4:]) in set(f.get("Values", [])) for f in tag_filters)
 
 
 # ---------------------------------------------------------------- the run
@@ -704,11 +623,10 @@ class Backfill:
     ) -> None:
         """The sweep of the region over the projected images, merged into the backfill's entries."""
         swept = RegionReport(region)
-        listed = _ListedEc2(ec2, projected, self.settings, wanted, list(snapshots.values()))
         autoscaling = AutoScaling(self.aws.client("autoscaling", region), region)
         try:
             sweep_region(
-                listed,
+                ec2,
                 autoscaling,
                 self.settings,
                 self.now,
@@ -716,29 +634,23 @@ class Backfill:
                 dry_run=dry_run,
                 account_id=self.account_id,
                 budget=self.budget,
+                listing=projected,
+                only=wanted,
+                snapshots=list(snapshots.values()),
             )
         finally:
-            self._merge(swept, work, wanted, out, snapshots)
+            self._merge(swept, work, out, snapshots)
 
     def _merge(
         self,
         swept: RegionReport,
         work: Mapping[str, _Work],
-        wanted: set[str] | None,
         out: RegionReport,
         snapshots: Mapping[str, Mapping[str, Any]],
     ) -> None:
         """Fold the sweep's entries and totals into the backfill's: one entry per image worked on."""
         sweep_totals = swept.totals
         by_id = {e.image_id: e for e in swept.images}
-        for image_id, entry in by_id.items():
-            if wanted is not None and image_id not in wanted:
-                # Shown held to the sweep (never retired): take its bookkeeping back out.
-                sweep_totals.count_kept(entry.reason, -1)
-                if not sweep_totals.kept[entry.reason]:
-                    del sweep_totals.kept[entry.reason]
-                sweep_totals.deprecations_set -= sum(1 for a in entry.actions if "deprecation" in a)
-                sweep_totals.errors -= len(entry.errors)
         mine = out.totals  # tagged, copies requested, deprecations set and errors of the tag/replicate steps
         out.totals = Totals()
         for w in sorted(work.values(), key=lambda w: (w.image.creation_date, w.image.image_id)):

@@ -28,7 +28,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -208,13 +208,27 @@ def sweep_region(
     account_id: str | None = None,
     budget: Budget | None = None,
     in_use_way: InUseWay = "auto",
+    listing: Sequence[Image] | None = None,
+    only: Collection[str] | None = None,
+    snapshots: Sequence[dict[str, Any]] | None = None,
 ) -> None:
-    """Sweep one region into `out` (filled as the work is done, so a failure keeps what was done)."""
+    """Sweep one region into `out` (filled as the work is done, so a failure keeps what was done).
+
+    A caller that has already listed the region (the backfill) passes `listing` (every image of the
+    account there) and `snapshots` (its snapshots), and the sweep lists nothing again. `only`
+    restricts what is decided, retired and deprecated to those image ids; every managed image still
+    counts in its family's keep-latest ranking, and orphaned snapshots are then left alone.
+    """
     budget = budget or Budget()
     keys = settings.keys
-    images = list(ec2.iter_images(filters=[{"Name": f"tag:{keys.managed}", "Values": ["true"]}]))
-    by_id = {image.image_id: image for image in images}
+    if listing is None:
+        images = list(ec2.iter_images(filters=[{"Name": f"tag:{keys.managed}", "Values": ["true"]}]))
+    else:
+        images = [image for image in listing if image.tags.get(keys.managed) == "true"]
     ranks = rank_families(images, settings, account_id)
+    if only is not None:
+        images = [image for image in images if image.image_id in only]
+    by_id = {image.image_id: image for image in images}
 
     def decide_one(image: Image, references: Sequence[Reference] | None) -> Decision:
         return decide(image, ranks.get(image.image_id), references, settings, now, account_id)
@@ -249,7 +263,7 @@ def sweep_region(
 
     # Dry run: to predict which snapshots EC2 would skip (still used by another image, managed or
     # not), look at every image of the account in the region. A real run lets EC2 decide.
-    everything = list(ec2.iter_images()) if dry_run and to_retire else None
+    everything = (list(listing) if listing is not None else list(ec2.iter_images())) if dry_run and to_retire else None
     users = Counter(snapshot for image in everything or () for snapshot in image.snapshot_ids)
     gone: set[str] = set()
     for image in to_retire:
@@ -265,9 +279,20 @@ def sweep_region(
             budget.check()
             _deprecate(ec2, image, at, entries[image.image_id], out, dry_run=dry_run)
 
+    if only is not None:
+        return
     budget.check()
     reconcile_orphan_snapshots(
-        ec2, images, gone, settings, now, out, dry_run=dry_run, budget=budget, everything=everything
+        ec2,
+        images,
+        gone,
+        settings,
+        now,
+        out,
+        dry_run=dry_run,
+        budget=budget,
+        everything=everything if everything is not None else listing,
+        snapshots=snapshots,
     )
 
 
@@ -438,8 +463,10 @@ def reconcile_orphan_snapshots(
     dry_run: bool,
     budget: Budget | None = None,
     everything: Sequence[Image] | None = None,
+    snapshots: Sequence[dict[str, Any]] | None = None,
 ) -> None:
-    """Delete snapshots tagged `P:managed=true` whose image no longer exists.
+    """Delete snapshots tagged `P:managed=true` whose image no longer exists (`snapshots`: the
+    region's snapshots when the caller has listed them already).
 
     A snapshot is deleted only when all hold: it is owned by this account and tagged
     `P:managed=true`; it is completed and older than ORPHAN_MIN_AGE; its Description names at least
@@ -455,7 +482,12 @@ def reconcile_orphan_snapshots(
     registered = {image.image_id for image in live}
     used = {snapshot for image in live for snapshot in image.snapshot_ids}
     candidates: list[tuple[str, set[str]]] = []
-    for snapshot in ec2.iter_snapshots(filters=[{"Name": f"tag:{keys.managed}", "Values": ["true"]}]):
+    listed = (
+        snapshots
+        if snapshots is not None
+        else ec2.iter_snapshots(filters=[{"Name": f"tag:{keys.managed}", "Values": ["true"]}])
+    )
+    for snapshot in listed:
         sid = snapshot["SnapshotId"]
         tags = {t["Key"]: t.get("Value", "") for t in snapshot.get("Tags") or []}
         started = snapshot.get("StartTime")
