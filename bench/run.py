@@ -239,14 +239,6 @@ def _moto_snapshot_pages(calls: Counter[str], plans: list[RegionPlan]) -> tuple[
 
 
 def section_sweep_calls(sec: Section, opts: Options, lazy: Lazy) -> None:
-    try:
-        import ami_lifecycle.sweep  # noqa: F401
-    except ImportError as e:
-        sec.unavailable(f"ami_lifecycle.sweep cannot be imported ({e})")
-        return
-    if not (ROOT / "functions" / "retention_sweep" / "app.py").exists():
-        sec.unavailable("functions/retention_sweep/app.py does not exist yet")
-        return
     import seed
 
     lazy.local_aws()
@@ -390,11 +382,7 @@ def _load_handler(logical_id: str) -> Callable[[Any, Any], Any]:
 
 
 def section_event_path(sec: Section, opts: Options, lazy: Lazy) -> None:
-    if not (ROOT / "functions" / "image_events" / "app.py").exists():
-        sec.unavailable("functions/image_events/app.py does not exist")
-        return
     import seed
-    from ami_lifecycle import runtime
     from ami_lifecycle_localaws.stack import LocalContext
 
     lazy.local_aws()
@@ -433,11 +421,8 @@ def section_event_path(sec: Section, opts: Options, lazy: Lazy) -> None:
     # 2. Warm, as Lambda runs a warm execution environment: the handler module, settings and clients
     #    are kept between events (the environment is the one the template gives the function).
     env = stack.environment("ImageEventsFunction")
-    saved = {k: os.environ.get(k) for k in env}
     warm_runs: list[Measured] = []
-    try:
-        os.environ.update(env)
-        runtime.reset()
+    with stack.function_env("ImageEventsFunction"):
         handler = _load_handler("ImageEventsFunction")
         context = LocalContext(
             function_name=env["AWS_LAMBDA_FUNCTION_NAME"],
@@ -448,13 +433,6 @@ def section_event_path(sec: Section, opts: Options, lazy: Lazy) -> None:
             handler(event_for(planned[0].image_id), context)  # a repeat: warms clients, writes nothing
             for p in warm_images:
                 warm_runs.append(measure(lambda p=p: handler(event_for(p.image_id), context)))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        runtime.reset()
 
     first, warm = runs[0], runs[1:]
     handler_times = stack.__dict__.get("handler_seconds", [])[1:]
@@ -600,13 +578,10 @@ def _profile_top(fn: Callable[[], Any], k: int) -> str:
 
 
 def section_engine(sec: Section, opts: Options, lazy: Lazy) -> None:
-    try:
-        from ami_lifecycle import retention
-        from ami_lifecycle.adoption import decide_adoption
-        from ami_lifecycle.settings import Settings
-    except ImportError as e:
-        sec.unavailable(f"ami_lifecycle.retention cannot be imported ({e})")
-        return
+    from ami_lifecycle import retention
+    from ami_lifecycle.adoption import decide_adoption
+    from ami_lifecycle.settings import Settings
+
     n = 20_000 if opts.quick else 200_000
     repeat = 1  # one run over 200,000 images is long enough to average itself
     now = datetime.now(UTC)
@@ -1001,14 +976,8 @@ def _largest(retire_fraction: float, costs: dict[str, float], scenario: int, bud
 
 
 def section_scale(sec: Section, opts: Options, lazy: Lazy) -> None:
-    try:
-        from ami_lifecycle.sweep import SAFETY_MARGIN_MS
-    except ImportError as e:
-        sec.unavailable(f"ami_lifecycle.sweep cannot be imported ({e})")
-        return
-    if not (ROOT / "functions" / "retention_sweep" / "app.py").exists():
-        sec.unavailable("functions/retention_sweep/app.py does not exist yet")
-        return
+    from ami_lifecycle.sweep import SAFETY_MARGIN_MS
+
     lazy.local_aws()
     now = datetime.now(UTC)
     small, mid, big = (300, 2_000, 0) if opts.quick else (1_000, 10_000, 50_000)

@@ -256,7 +256,8 @@ class LocalStack:
         return self._modules[logical_id]
 
     @contextlib.contextmanager
-    def _function_env(self, logical_id: str) -> Iterator[None]:
+    def function_env(self, logical_id: str) -> Iterator[None]:
+        """The process runs with the function's environment (and fresh cached settings/clients) inside."""
         from ami_lifecycle import runtime
 
         env = self.environment(logical_id)
@@ -285,7 +286,7 @@ class LocalStack:
             ),
             timeout_ms=spec.timeout * 1000,
         )
-        with self._function_env(logical_id):
+        with self.function_env(logical_id):
             result = handler(event, context)
         self.invocations.append(Invocation(logical_id, event, result))
         return result
