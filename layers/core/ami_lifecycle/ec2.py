@@ -209,14 +209,6 @@ class Ec2:
                 found.update(i["ImageId"] for i in page.get("Images", []))
         return found
 
-    def deregistration_protection(self, image_id: str) -> str | None:
-        """The protection state, from DescribeImageAttribute (DescribeImages also carries it)."""
-        resp = self.client.describe_image_attribute(ImageId=image_id, Attribute="deregistrationProtection")
-        value = resp.get("DeregistrationProtection", {}).get("Value")
-        return str(value) if value is not None else None
-
-    # ------------------------------------------------------------ who uses an image
-
     def image_references(self, image_ids: Sequence[str]) -> dict[str, list[Reference]]:
         """DescribeImageReferences over every resource type it knows (instances, every launch template
         version, SSM parameters, Image Builder recipes), in batches of 10 image ids."""
@@ -264,11 +256,6 @@ class Ec2:
                     if inst.get("ImageId"):
                         used.setdefault(inst["ImageId"], []).append(Reference("ec2:Instance", inst["InstanceId"]))
         return used
-
-    def launch_template_image_ids(self) -> dict[str, list[Reference]]:
-        """Every version of every launch template, by image id (DescribeLaunchTemplateVersions with
-        `$Latest`-independent listing of all versions)."""
-        return self.launch_template_versions_image_ids(self.launch_template_ids())
 
     def launch_template_ids(self) -> list[str]:
         """Every launch template of the region (DescribeLaunchTemplates, pages of 200)."""
