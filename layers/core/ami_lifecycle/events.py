@@ -40,30 +40,47 @@ def parse_ami_event(event: Any) -> AmiStateChange:
     # A plain mapping, not Powertools' EventBridgeEvent: importing the data classes package costs
     # ~70 ms of cold start for two dictionary look-ups.
     eb = event
-    if eb.get("source") != SOURCE or eb.get("detail-type") != DETAIL_TYPE:
-        raise BadEvent(
-            f"not an EC2 AMI State Change event (source={eb.get('source')!r}, detail-type={eb.get('detail-type')!r})"
-        )
+    source, detail_type = eb.get("source"), eb.get("detail-type")
+    if source != SOURCE or detail_type != DETAIL_TYPE:
+        raise BadEvent(f"not an EC2 AMI State Change event (source={_show(source)}, detail-type={_show(detail_type)})")
     detail = eb.get("detail")
     if not isinstance(detail, Mapping):
         raise BadEvent("event has no detail object")
     image_id, state = detail.get("ImageId"), detail.get("State")
     if not isinstance(image_id, str) or not _IMAGE_ID.match(image_id):
-        raise BadEvent(f"detail.ImageId {str(image_id)[:40]!r} is not an AMI id")
-    if state not in STATES:
-        raise BadEvent(f"detail.State {str(state)[:40]!r} is not one of {', '.join(sorted(STATES))}")
+        raise BadEvent(f"detail.ImageId {_show(image_id)} is not an AMI id")
+    if not isinstance(state, str) or state not in STATES:  # a list or object is not hashable: check the type first
+        raise BadEvent(f"detail.State {_show(state)} is not one of {', '.join(sorted(STATES))}")
     region = eb.get("region")
     if not isinstance(region, str) or not is_region_name(region):
-        raise BadEvent(f"region {str(region)[:40]!r} is not an AWS region")
+        raise BadEvent(f"region {_show(region)} is not an AWS region")
     account = eb.get("account")
     if not isinstance(account, str) or not _ACCOUNT.match(account):
-        raise BadEvent(f"account {str(account)[:40]!r} is not an AWS account id")
+        raise BadEvent(f"account {_show(account)} is not an AWS account id")
     return AmiStateChange(
-        event_id=str(eb.get("id") or ""),
+        event_id=_text(eb.get("id"), 256),
         account=account,
         region=region,
-        time=str(eb.get("time") or ""),
+        time=_text(eb.get("time"), 256),
         image_id=image_id,
         state=state,
-        error_message=str(detail.get("ErrorMessage") or "")[:1000],
+        error_message=_text(detail.get("ErrorMessage"), 1000),
     )
+
+
+def _show(value: Any) -> str:
+    """A field's value for a message: short, and never raises (the value may be anything, of any size)."""
+    if isinstance(value, str):
+        return repr(value[:40])
+    if value is None or isinstance(value, bool | float) or (isinstance(value, int) and abs(value) < 10**40):
+        return repr(value)
+    return f"<{type(value).__name__}>"  # a container, or an int too long to print (str() would raise)
+
+
+def _text(value: Any, limit: int) -> str:
+    """An informational text field, at most `limit` characters: a string, a number as text, else empty."""
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return ""
+    return _show(value)[:limit]

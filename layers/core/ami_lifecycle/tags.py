@@ -95,9 +95,11 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/=+@ ]{0,63}\Z")
 
 
 def validate_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str):
+        raise _not_text("tag prefix", prefix)
     if not _PREFIX_RE.match(prefix) or prefix.lower().startswith("aws"):
         raise TagError(
-            f"tag prefix {prefix!r} is invalid: 1-64 of letters, digits, '_.-/=+@ ', not starting with 'aws'"
+            f"tag prefix {_clip(prefix)!r} is invalid: 1-64 of letters, digits, '_.-/=+@ ', not starting with 'aws'"
         )
     return prefix
 
@@ -117,10 +119,16 @@ class Retention:
     text: str = ""
 
     def expiry(self, created: datetime) -> datetime | None:
-        """CreationDate + retention, with calendar arithmetic for years and months; None for forever."""
+        """CreationDate + retention, with calendar arithmetic for years and months; None for forever.
+        Raises TagError when the expiry is not a representable date (after the year 9999)."""
         if self.forever:
             return None
-        return add_months(created, self.years * 12 + self.months) + timedelta(days=self.days, seconds=self.seconds)
+        try:
+            return add_months(created, self.years * 12 + self.months) + timedelta(days=self.days, seconds=self.seconds)
+        except TagError:
+            raise
+        except (OverflowError, ValueError):  # datetime arithmetic out of range (years 1 to 9999)
+            raise TagError("retention runs past the year 9999") from None
 
 
 FOREVER = Retention(forever=True, text="forever")
@@ -139,6 +147,8 @@ def parse_retention(value: str) -> Retention:
     Raises TagError on anything else, including negative, fractional, non-ASCII digits and
     durations over 100 years.
     """
+    if not isinstance(value, str):
+        raise _not_text("retention", value)
     text = value.strip()
     if not text:
         raise TagError("retention is empty")
@@ -188,7 +198,10 @@ def add_months(when: datetime, months: int) -> datetime:
 
 def parse_instant(value: str) -> datetime:
     """Parse an ISO-8601 instant. `Z`, offsets and fractional seconds are accepted; a value without
-    an offset is taken as UTC; a bare date means midnight UTC. Returns an aware UTC datetime."""
+    an offset is taken as UTC; a bare date means midnight UTC. Returns an aware UTC datetime.
+    An instant outside the years 0001 to 9999 once converted to UTC is a TagError."""
+    if not isinstance(value, str):
+        raise _not_text("expires-at", value)
     text = value.strip()
     if not text or len(text) > 40:
         raise TagError(f"expires-at {_clip(text)!r} is not an ISO-8601 UTC instant")
@@ -198,7 +211,10 @@ def parse_instant(value: str) -> datetime:
         raise TagError(f"expires-at {_clip(text)!r} is not an ISO-8601 UTC instant like 2026-12-24T00:00:00Z") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is in the year 10000 UTC
+        raise TagError(f"expires-at {_clip(text)!r} is out of range: years 0001 to 9999 UTC") from None
 
 
 def format_instant(when: datetime) -> str:
@@ -220,6 +236,8 @@ def parse_bool(value: str | None) -> bool | None:
     """`true`/`false` (any case, surrounding spaces ignored). None for absent; TagError otherwise."""
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise TagError(f"{_a(value)} is not true or false")
     v = value.strip().lower()
     if v in ("true", "yes", "1"):
         return True
@@ -229,6 +247,8 @@ def parse_bool(value: str | None) -> bool | None:
 
 
 def parse_keep_latest(value: str) -> int:
+    if not isinstance(value, str):
+        raise _not_text("keep-latest", value)
     v = value.strip()
     if not re.fullmatch(r"[0-9]{1,4}", v, re.ASCII):
         raise TagError(f"keep-latest {_clip(value)!r} is not a whole number from 0 to {MAX_KEEP_LATEST}")
@@ -244,23 +264,25 @@ _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}\Z", re.ASCII)
 def parse_regions(value: str, known: frozenset[str] | None = None) -> list[str]:
     """Comma-separated region names; `none` (or empty) means no regions. Duplicates are dropped,
     order is kept. A name that is not a region, or not one of `known` when given, is a TagError."""
+    if not isinstance(value, str):
+        raise _not_text("regions", value)
     v = value.strip()
     if not v or v.lower() == "none":
         return []
-    regions: list[str] = []
+    regions: dict[str, None] = {}  # ordered, and linear however many names there are
     for raw in v.split(","):
         region = raw.strip().lower()
         if not region:
             continue
         if not _REGION_RE.match(region) or (known is not None and region not in known):
             raise TagError(f"{_clip(raw.strip())!r} is not an AWS region")
-        if region not in regions:
-            regions.append(region)
-    return regions
+        regions[region] = None
+    return list(regions)
 
 
 def is_region_name(value: str) -> bool:
-    return bool(_REGION_RE.match(value))
+    """Shaped like a region name (`us-east-1`); False for anything else, including a non-string."""
+    return isinstance(value, str) and bool(_REGION_RE.match(value))
 
 
 # ---------------------------------------------------------------- family
@@ -282,10 +304,11 @@ def derive_family(name: str | None, fallback: str) -> str:
     """The image Name with a trailing date, version or build-number suffix removed.
 
     `web-2026-03-01-17` -> `web`, `api-v1.4.2` -> `api`, `base-ubuntu-22.04-20260301` -> `base-ubuntu`.
-    A name that is nothing but a suffix keeps its first token; no name gives `fallback`.
+    A name that is nothing but a suffix keeps its first token; no name (or not a string) gives
+    `fallback`. Always a non-empty string of at most MAX_TAG_VALUE characters.
     """
-    if not name or not name.strip():
-        return fallback[:MAX_TAG_VALUE]
+    if not isinstance(name, str) or not name.strip():
+        return (fallback if isinstance(fallback, str) and fallback else "unnamed")[:MAX_TAG_VALUE]
     tokens = re.split(r"([-_. :/]+)", name.strip())
     # tokens alternate: word, separator, word, ...
     words = tokens[0::2]
@@ -303,3 +326,14 @@ def clip(value: str, limit: int = MAX_TAG_VALUE) -> str:
 
 def _clip(value: str) -> str:
     return clip(value, 40)
+
+
+def _not_text(what: str, value: object) -> TagError:
+    """The refusal of a value that is not a string (a parser's input may come from anywhere)."""
+    return TagError(f"{what} is absent" if value is None else f"{what} is {_a(value)}, not text")
+
+
+def _a(value: object) -> str:
+    """`a list`, `an int`: the kind of a value, for messages (never its content: it may be huge)."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
