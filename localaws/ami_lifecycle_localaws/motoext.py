@@ -49,9 +49,11 @@ Gaps filled (real EC2 behaviour mimicked, by API)
    ``ec2:LaunchTemplate`` (option ``version-depth``, 1..10000, default 10: the most recent versions of
    each template are inspected; one reference per template) and ``ssm:Parameter`` (latest value equal
    to the image id). The instance default follows our product's reading (the API reference says
-   "all states"; terminated instances vanish from EC2 soon anyway). ``imagebuilder:*`` types are
-   accepted and never match. Image ids are only checked for the ``ami-`` prefix, so references to
-   deregistered images are still found. Either
+   "all states"; terminated instances vanish from EC2 soon anyway). ``imagebuilder:ImageRecipe``
+   (``parentImage`` equal to the image id) and ``imagebuilder:ContainerRecipe``
+   (``instanceConfiguration.image`` equal to the image id) find the caller's recipes of the region in
+   the Image Builder of entry 14; their ARNs are the recipes' version ARNs. Image ids are only checked
+   for the ``ami-`` prefix, so references to deregistered images are still found. Either
    ``IncludeAllResourceTypes`` or ``ResourceTypes`` is required (``MissingParameter``). More than 10
    ``ImageIds`` is ``InvalidParameterValue`` (assumption: the botocore model caps the list at 10 and
    botocore does not check maxima client-side). ``MaxResults`` (5..1000) / ``NextToken`` paginate.
@@ -62,6 +64,78 @@ Gaps filled (real EC2 behaviour mimicked, by API)
 11. ``ListImagesInRecycleBin(ImageIds)``: at most 20 ids (``InvalidParameterValue`` beyond); moto has
     no Recycle Bin (rbin is not implemented), so no retention rule exists and, as in an account
     without rules, the bin is empty: ``{"Images": []}``.
+12. ``LastLaunchedTime``: ``DescribeImages`` returns it (a string, ``2026-03-01T17:00:00Z``, as the
+    botocore model and EC2 have it) for an image that was used to launch an instance: the latest
+    ``launch_time`` of any instance, terminated ones included, run from the image in its region in
+    *any* moto account (shared AMIs are launched from other accounts). It is absent for an image never
+    launched. ``DescribeImageAttribute(Attribute='lastLaunchedTime')`` answers
+    ``{"ImageId": ..., "LastLaunchedTime": {"Value": ...}}`` (``{}`` when never launched; moto raised
+    ``AttributeError``, HTTP 500). EC2 reports a launch only after a delay of up to 24 hours, so
+    moto's value is immediate and tests pin it with :func:`set_last_launched`.
+13. AMI usage reports. ``CreateImageUsageReport(ImageId, ResourceTypes, AccountIds, ClientToken,
+    TagSpecifications, DryRun)`` returns ``{"ReportId": "amiur-..."}`` (assumption: the id prefix is
+    not documented). Only the image's owner may report on it: an image of the region owned by another
+    account (moto's default public AMIs included) is ``InvalidAMIID.Unavailable`` (assumption: the API
+    reference names no code), a deregistered one ``InvalidAMIID.Unavailable``, an unknown one
+    ``InvalidAMIID.NotFound``. ``ResourceTypes`` (required, ``MissingParameter`` when empty) are
+    ``ec2:Instance``, ``ec2:LaunchTemplate``, ``imagebuilder:ImageRecipe`` and
+    ``imagebuilder:ContainerRecipe``; ``ResourceTypeOptions`` are valid only for ``ec2:LaunchTemplate``
+    (option ``version-depth``, 1..10000, default 20); anything else is ``InvalidParameterValue``, as are
+    more than 200 ``AccountIds`` or one that is not 12 digits. ``TagSpecifications`` must have
+    ``ResourceType='image-usage-report'`` (else ``InvalidParameterValue``; assumption: the reference
+    only says the creation fails). ``ClientToken`` is idempotent per account and region
+    (``IdempotentParameterMismatch`` with other parameters). Usage is computed when the report is
+    created, from every moto account other than the owner's (only ``AccountIds`` when given) in the
+    image's region: instances not terminated launched from the image, launch templates whose newest
+    ``version-depth`` versions use it (counted once per template, as the User Guide says) and the
+    Image Builder recipes of entry 14 that use it. There is one entry per account and resource type,
+    ``UsageCount`` resources (the botocore model has no per-resource entry). ``State`` is ``pending``
+    until :func:`set_usage_report_delay` seconds have passed (default 0: ``available`` at once);
+    entries of a pending report are not listed yet. ``ExpirationTime`` is ``CreationTime`` + 30 days
+    (the API reference's value); expired reports are gone. ``DescribeImageUsageReports(ImageIds,
+    ReportIds, Filters, MaxResults, NextToken)`` (filters ``creation-time`` with ``*`` wildcards,
+    ``state``, ``tag:<key>``, ``tag-key``), ``DescribeImageUsageReportEntries(ReportIds, ImageIds,
+    Filters, MaxResults, NextToken)`` (filters ``account-id``, ``creation-time``, ``resource-type``) and
+    ``DeleteImageUsageReport(ReportId)`` work on the caller's reports of the region. ``MaxResults`` is at
+    least 1 (``InvalidParameterValue``); an unknown filter is ``InvalidParameterValue``; an unknown
+    report id is ``InvalidImageUsageReportId.NotFound`` (assumption: the reference names no code).
+    ``CreateTags`` on a report is not modelled.
+14. A minimal EC2 Image Builder (moto 5.2.1 has no ``imagebuilder`` service): a backend
+    (``imagebuilder_backends[account][region]``) and URL routing for
+    ``https://imagebuilder.{region}.amazonaws.com``, served by ``mock_aws()`` and the threaded server,
+    for ``CreateImageRecipe`` (``PUT /CreateImageRecipe``), ``ListImageRecipes`` (``POST``),
+    ``GetImageRecipe`` (``GET ?imageRecipeArn=``), ``DeleteImageRecipe`` (``DELETE ?imageRecipeArn=``)
+    and the same four ``*ContainerRecipe`` operations, with the botocore model's shapes. ARNs are
+    ``arn:aws:imagebuilder:{region}:{account}:image-recipe/{name, lower case, blanks as -}/{version}``
+    (``container-recipe/...`` likewise); ``owner`` is the account id; ``dateCreated`` an ISO string
+    with milliseconds. A name and version that exist are ``ResourceAlreadyExistsException``; a version
+    that is not ``<major>.<minor>.<patch>`` is ``InvalidVersionNumberException``; ``clientToken`` is
+    idempotent (``IdempotentParameterMismatchException``). An ``ami-`` ``parentImage`` (image recipes)
+    or ``instanceConfiguration.image`` (container recipes) must be an AMI of the region the caller may
+    launch (owned, public, or shared with its account, an organization or an OU), else
+    ``InvalidParameterValueException``; ``platform`` is ``Windows`` for a Windows AMI, else ``Linux``
+    (container recipes: ``platformOverride`` or ``Linux``). A container recipe needs
+    ``dockerfileTemplateData`` or ``dockerfileTemplateUri`` (``InvalidRequestException``). ``List*``
+    take ``owner`` (default ``Self``; the others list nothing, since sharing is not modelled),
+    ``filters`` (``name`` with ``*`` wildcards, ``parentImage``, ``platform``, and ``containerType`` for
+    container recipes; another name is ``InvalidRequestException``), ``maxResults`` (1..100, else
+    ``InvalidRequestException``; assumption: without it everything is returned) and ``nextToken``
+    (``InvalidPaginationTokenException``). An unknown ARN is
+    ``ResourceNotFoundException`` (assumption: the reference lists no not-found error for Get/Delete).
+    Image Builder calls go through ``BaseResponse.call_action``: they are counted in :data:`CALLS`
+    and faults apply to them.
+15. ``DescribeImageAttribute``: an unknown image is ``InvalidAMIID.NotFound`` (``InvalidAMIID.Malformed``
+    without the ``ami-`` prefix) for every attribute (moto raised ``KeyError``, HTTP 500).
+    ``launchPermission`` answers ``LaunchPermissions`` with one ``{"UserId"}``, ``{"Group": "all"}``,
+    ``{"OrganizationArn"}`` or ``{"OrganizationalUnitArn"}`` per permission, as EC2 does (moto's answer
+    already had that shape). ``ModifyImageAttribute(OperationType=..., UserIds, UserGroups,
+    OrganizationArns, OrganizationalUnitArns)`` (the older parameters) now adds or removes every
+    organization and OU given (moto kept only the first of each).
+16. SSM ``DescribeParameters(ParameterFilters=[{"Key": "DataType", "Option": "Equals"|"BeginsWith",
+    "Values": ["aws:ec2:image"|"text"]}])``: the ``DataType`` key the API reference lists
+    (``tag:.+|Name|Type|KeyId|Path|Label|Tier|DataType``) is accepted and filters on the parameter's
+    data type (moto refused the key with ``ValidationException``). Other values are
+    ``InvalidFilterValue``.
 
 Test and benchmark helpers (not EC2 behaviour)
 ----------------------------------------------
@@ -76,23 +150,40 @@ Test and benchmark helpers (not EC2 behaviour)
   Faults apply to every service and use EC2's error codes. botocore retries 503 throttling errors
   itself, so tests that want to see them should build clients with
   ``Config(retries={'total_max_attempts': 1})``.
+* :func:`set_last_launched` ``(account_id, region, image_id, when)`` pins an image's
+  ``LastLaunchedTime`` to ``when`` (``None``: reported as never launched, as EC2 does during the
+  24 hours after a first launch); :func:`clear_last_launched` ``(account_id, region, image_id)``
+  returns to the value computed from moto's instances. The pin lives on moto's image object, so a
+  reset of moto clears it.
+* :func:`set_usage_report_delay` ``(seconds)``: reports created afterwards stay ``pending`` for that
+  long (default 0).
+These helpers change the in-process moto state, so they also act on a ``ThreadedMotoServer`` started
+in the same process.
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import json
 import random
+import re
 import threading
+import types
+import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import moto.backend_index as backend_index
+import moto.backends as moto_backends
+from moto.core.base_backend import AccountSpecificBackend, BackendDict, BaseBackend
 from moto.core.common_types import TYPE_RESPONSE
-from moto.core.responses import ActionResult, BaseResponse
+from moto.core.exceptions import ServiceException
+from moto.core.responses import ActionContext, ActionResult, BaseResponse, EmptyResult
 from moto.ec2.exceptions import (
     EC2ClientError,
     InvalidAMIIdError,
@@ -100,28 +191,45 @@ from moto.ec2.exceptions import (
     InvalidSnapshotInUse,
     InvalidTaggableResourceType,
     MalformedAMIIdError,
+    UnvailableAMIIdError,
 )
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.responses.amis import AmisResponse
+from moto.ec2.utils import random_id
 from moto.events.models import EventPattern
 from moto.events.responses import EventsHandler
 from moto.utilities.utils import get_partition
 
 __all__ = [
     "CALLS",
+    "ImageBuilderBackend",
     "calls",
     "calls_by_region",
     "clear_faults",
+    "clear_last_launched",
+    "imagebuilder_backends",
     "inject_error",
     "install",
     "reset_calls",
     "set_faults",
+    "set_last_launched",
+    "set_usage_report_delay",
 ]
 
 COOLDOWN = timedelta(hours=24)
 MAX_REFERENCE_IMAGE_IDS = 10
+USAGE_REPORT_LIFETIME = timedelta(days=30)
+_REFERENCE_TYPES = (
+    "ec2:Instance",
+    "ec2:LaunchTemplate",
+    "ssm:Parameter",
+    "imagebuilder:ImageRecipe",
+    "imagebuilder:ContainerRecipe",
+)
+_USAGE_TYPES = ("ec2:Instance", "ec2:LaunchTemplate", "imagebuilder:ImageRecipe", "imagebuilder:ContainerRecipe")
 _ISO_MS = "%Y-%m-%dT%H:%M:%S.000Z"
+_ISO_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
 _OPT_IN_MESSAGE = "You are not subscribed to this service. Please go to http://aws.amazon.com to subscribe."
 
 
@@ -520,7 +628,7 @@ def _describe_image_references(
             raise MalformedAMIIdError([ami_id])
     options: dict[str, dict[str, list[str]]] = {}
     if include_all_resource_types:
-        options = {"ec2:Instance": {}, "ec2:LaunchTemplate": {}, "ssm:Parameter": {}}
+        options = {rt: {} for rt in _REFERENCE_TYPES}
     for rt in resource_types:
         opts = {o.get("OptionName", ""): list(o.get("OptionValues", [])) for o in rt.get("ResourceTypeOptions", [])}
         options[rt.get("ResourceType", "")] = opts
@@ -557,6 +665,16 @@ def _describe_image_references(
         for name, versions in list(parameters.items()):
             if versions and versions[-1].value in wanted:
                 ref(versions[-1].value, "ssm:Parameter", parameter_arn(account_id, region, name))
+    builder = _imagebuilder_backend(account_id, region)
+    if builder is not None:
+        for resource_type, recipes in (
+            ("imagebuilder:ImageRecipe", builder.image_recipes),
+            ("imagebuilder:ContainerRecipe", builder.container_recipes),
+        ):
+            if resource_type in options:
+                for recipe in list(recipes.values()):
+                    if (used_image := _recipe_ami(recipe)) in wanted:
+                        ref(used_image, resource_type, recipe["arn"])
     order = {image_id: i for i, image_id in enumerate(image_ids)}
     return sorted(refs, key=lambda r: order[r["ImageId"]])
 
@@ -576,11 +694,18 @@ def _token_offset(token: str | None) -> int:
     raise _error("InvalidPaginationToken", f"Invalid pagination token: {token}")
 
 
-def _paginate(items: list[Any], max_results: int | None, token: str | None) -> tuple[list[Any], str | None]:
-    if max_results is not None and not 5 <= max_results <= 1000:
+def _paginate(
+    items: list[Any],
+    max_results: int | None,
+    token: str | None,
+    lowest: int = 5,
+    highest: int | None = 1000,
+) -> tuple[list[Any], str | None]:
+    if max_results is not None and (max_results < lowest or (highest is not None and max_results > highest)):
+        expected = f"between {lowest} and {highest}" if highest is not None else f"of at least {lowest}"
         raise _error(
             "InvalidParameterValue",
-            f"Value ( {max_results} ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.",
+            f"Value ( {max_results} ) for parameter maxResults is invalid. Expecting a value {expected}.",
         )
     start = _token_offset(token)
     if max_results is None:
@@ -615,14 +740,53 @@ def _r_describe_images(self: AmisResponse) -> ActionResult:
         self._get_int_param("MaxResults"),
         self._get_param("NextToken"),
     )
-    return ActionResult({"Images": page, "NextToken": next_token})
+    return _WithLaunchIndex({"Images": page, "NextToken": next_token}, self.ec2_backend.region_name)
+
+
+_LOOKED_UP_ATTRIBUTES = {
+    "description",
+    "kernel",
+    "ramdisk",
+    "launchPermission",
+    "productCodes",
+    "sriovNetSupport",
+    "bootMode",
+    "tpmSupport",
+    "uefiData",
+    "lastLaunchedTime",
+    "imdsSupport",
+    "deregistrationProtection",
+}
 
 
 def _r_describe_image_attribute(self: AmisResponse) -> ActionResult:
-    if self._get_param("Attribute") != "deregistrationProtection":
+    attribute = self._get_param("Attribute")
+    if attribute not in _LOOKED_UP_ATTRIBUTES:  # moto's InvalidRequest / AuthFailure answers
         return _ORIG["AmisResponse.describe_image_attribute"](self)
     ami = _get_ami(self.ec2_backend, self._get_param("ImageId"))
-    return ActionResult({"ImageId": ami.id, "DeregistrationProtection": {"Value": _deregistration_protection(ami)}})
+    if attribute == "deregistrationProtection":
+        return ActionResult({"ImageId": ami.id, "DeregistrationProtection": {"Value": _deregistration_protection(ami)}})
+    if attribute == "lastLaunchedTime":
+        return ActionResult({"ImageId": ami.id, "LastLaunchedTime": {"Value": _last_launched_time(ami)}})
+    return _ORIG["AmisResponse.describe_image_attribute"](self)
+
+
+def _r_modify_image_attribute(self: AmisResponse) -> Any:
+    operation = self._get_param("OperationType")
+    if operation not in ("add", "remove"):
+        return _ORIG["AmisResponse.modify_image_attribute"](self)
+    self.error_on_dryrun()
+    permissions = [{"Group": group} for group in self._get_param("UserGroups", [])]
+    permissions += [{"UserId": user_id} for user_id in self._get_param("UserIds", [])]
+    permissions += [{"OrganizationArn": arn} for arn in self._get_param("OrganizationArns", [])]
+    permissions += [{"OrganizationalUnitArn": arn} for arn in self._get_param("OrganizationalUnitArns", [])]
+    changes = self._get_param("LaunchPermission", {}) or {}
+    add, remove = list(changes.get("Add", [])), list(changes.get("Remove", []))
+    (add if operation == "add" else remove).extend(permissions)
+    self.ec2_backend.modify_image_attribute(
+        ami_id=self._get_param("ImageId"), launch_permissions_to_add=add, launch_permissions_to_remove=remove
+    )
+    return EmptyResult()
 
 
 def _r_copy_image(self: AmisResponse) -> ActionResult:
@@ -714,10 +878,712 @@ def _r_list_images_in_recycle_bin(self: AmisResponse) -> ActionResult:
     return ActionResult({"Images": []})
 
 
+def _ssm_validate_parameter_filters(self: Any, parameter_filters: list[dict[str, Any]] | None, by_path: bool) -> None:
+    from moto.ssm.exceptions import InvalidFilterValue
+
+    rest = []
+    for f in parameter_filters or []:
+        if f.get("Key") == "DataType" and not by_path:
+            for value in f.get("Values", []):
+                if value not in ("text", "aws:ec2:image"):
+                    raise InvalidFilterValue(
+                        f"The following filter value is not valid: {value}. "
+                        "Valid values include: [text, aws:ec2:image]."
+                    )
+            if f.get("Option", "Equals") not in ("Equals", "BeginsWith"):
+                from moto.ssm.exceptions import InvalidFilterOption
+
+                raise InvalidFilterOption(f"The following filter option is not valid: {f.get('Option')}.")
+        else:
+            rest.append(f)
+    _ORIG["SSM._validate_parameter_filters"](self, rest, by_path)
+
+
+def _ssm_match_filters(self: Any, parameter: Any, filters: list[dict[str, Any]] | None = None) -> bool:
+    rest = []
+    for f in filters or []:
+        if f.get("Key") == "DataType":
+            values = f.get("Values", [])
+            data_type = getattr(parameter, "data_type", "text") or "text"
+            if f.get("Option", "Equals") == "BeginsWith":
+                if not any(data_type.startswith(v) for v in values):
+                    return False
+            elif data_type not in values:
+                return False
+        else:
+            rest.append(f)
+    return bool(_ORIG["SSM._match_filters"](self, parameter, rest))
+
+
 def _r_test_event_pattern(self: EventsHandler) -> str:
     pattern = EventPattern.load(self._get_param("EventPattern"))
     event = json.loads(self._get_param("Event"))
     return json.dumps({"Result": bool(pattern.matches_event(event))})
+
+
+# --------------------------------------------------------------------------- moto accounts of a region
+
+
+def _ec2_backends_of_region(region: str) -> list[tuple[str, Any]]:
+    """``(account_id, backend)`` for every EC2 backend of ``region`` that exists (none is created)."""
+    from moto.ec2.models import ec2_backends
+
+    found = []
+    for account_id, per_region in list(ec2_backends.items()):
+        backend = dict.get(per_region, region)
+        if backend is not None:
+            found.append((account_id, backend))
+    return found
+
+
+def _imagebuilder_backend(account_id: str, region: str) -> ImageBuilderBackend | None:
+    per_region = dict.get(imagebuilder_backends, account_id)
+    return dict.get(per_region, region) if per_region is not None else None
+
+
+def _imagebuilder_backends_of_region(region: str) -> list[tuple[str, ImageBuilderBackend]]:
+    found = []
+    for account_id, per_region in list(imagebuilder_backends.items()):
+        backend = dict.get(per_region, region)
+        if backend is not None:
+            found.append((account_id, backend))
+    return found
+
+
+def _iso_ms(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+# --------------------------------------------------------------------------- 12. LastLaunchedTime
+
+_TLS = threading.local()
+
+
+def _launch_index(region: str) -> dict[str, datetime]:
+    """Image id -> latest launch time of an instance run from it in ``region``, any account."""
+    latest: dict[str, datetime] = {}
+    for _account_id, backend in _ec2_backends_of_region(region):
+        for instance in backend.all_instances():
+            at = _utc(instance.launch_time)
+            if instance.image_id not in latest or at > latest[instance.image_id]:
+                latest[instance.image_id] = at
+    return latest
+
+
+def _last_launched_time(self: Ami) -> str | None:
+    if "_ext_last_launched" in self.__dict__:
+        at: datetime | None = self.__dict__["_ext_last_launched"]
+    else:
+        region: str = self.ec2_backend.region_name
+        cached = getattr(_TLS, "launch_index", None)
+        index = cached[1] if cached is not None and cached[0] == region else _launch_index(region)
+        at = index.get(self.id)
+    return at.strftime(_ISO_SECONDS) if at else None
+
+
+class _WithLaunchIndex(ActionResult):
+    """A result whose images read ``LastLaunchedTime`` from one index of the region's launches."""
+
+    def __init__(self, result: object, region: str) -> None:
+        super().__init__(result)
+        self._region = region
+
+    def execute_result(self, context: ActionContext) -> TYPE_RESPONSE:
+        _TLS.launch_index = (self._region, _launch_index(self._region))
+        try:
+            return super().execute_result(context)
+        finally:
+            _TLS.launch_index = None
+
+
+def set_last_launched(account_id: str, region: str, image_id: str, when: datetime | None) -> None:
+    """Pin the image's ``LastLaunchedTime`` to ``when`` (``None``: reported as never launched)."""
+    from moto.ec2.models import ec2_backends
+
+    ami = _get_ami(ec2_backends[account_id][region], image_id)
+    ami.__dict__["_ext_last_launched"] = None if when is None else _utc(when).replace(microsecond=0)
+
+
+def clear_last_launched(account_id: str, region: str, image_id: str) -> None:
+    """Drop the pin of :func:`set_last_launched`: the value is computed from moto's instances again."""
+    from moto.ec2.models import ec2_backends
+
+    _get_ami(ec2_backends[account_id][region], image_id).__dict__.pop("_ext_last_launched", None)
+
+
+# --------------------------------------------------------------------------- 13. AMI usage reports
+
+_usage_report_delay = timedelta(0)
+
+
+def set_usage_report_delay(seconds: float) -> None:
+    """Reports created from now on stay ``pending`` for ``seconds`` (0: ``available`` at once)."""
+    global _usage_report_delay
+    if seconds < 0:
+        raise ValueError("the delay cannot be negative")
+    _usage_report_delay = timedelta(seconds=seconds)
+
+
+@dataclass
+class _UsageReport:
+    report_id: str
+    image_id: str
+    resource_types: list[dict[str, Any]]
+    account_ids: list[str]
+    created: datetime
+    ready: datetime
+    tags: list[dict[str, str]]
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def expires(self) -> datetime:
+        return self.created + USAGE_REPORT_LIFETIME
+
+    def state(self, now: datetime) -> str:
+        return "available" if now >= self.ready else "pending"
+
+    def describe(self, now: datetime) -> dict[str, Any]:
+        return {
+            "ImageId": self.image_id,
+            "ReportId": self.report_id,
+            "ResourceTypes": self.resource_types,
+            "AccountIds": self.account_ids,
+            "State": self.state(now),
+            "CreationTime": self.created,
+            "ExpirationTime": self.expires,
+            "Tags": self.tags,
+        }
+
+    def filter_values(self, now: datetime) -> dict[str, list[str]]:
+        values = {
+            "creation-time": [_iso_ms(self.created)],
+            "state": [self.state(now)],
+            "tag-key": [t["Key"] for t in self.tags],
+        }
+        for tag in self.tags:
+            values.setdefault(f"tag:{tag['Key']}", []).append(tag["Value"])
+        return values
+
+
+def _invalid(message: str) -> EC2ClientError:
+    return _error("InvalidParameterValue", message)
+
+
+def _check_filters(filters: dict[str, list[str]], names: set[str], tags: bool) -> None:
+    for name in filters:
+        if name not in names and not (tags and name.startswith("tag:")):
+            raise _invalid(f"The filter '{name}' is invalid")
+
+
+def _matches(values: dict[str, list[str]], filters: dict[str, list[str]]) -> bool:
+    """EC2 filter semantics: every filter matches one of its values (``*`` and ``?`` wildcards)."""
+    return all(
+        any(fnmatch.fnmatchcase(have, want) for have in values.get(name, []) for want in wanted)
+        for name, wanted in filters.items()
+    )
+
+
+def _usage_reports(backend: Any) -> dict[str, _UsageReport]:
+    reports: dict[str, _UsageReport] = backend.__dict__.setdefault("_ext_usage_reports", {})
+    now = _now()
+    for report_id in [r.report_id for r in reports.values() if r.expires <= now]:
+        reports.pop(report_id, None)  # EC2 deletes a report 30 days after its creation
+    return reports
+
+
+def _check_report_ids(reports: dict[str, _UsageReport], report_ids: Iterable[str]) -> None:
+    for report_id in report_ids:
+        if report_id not in reports:
+            message = f"The image usage report ID '{report_id}' does not exist"
+            raise _error("InvalidImageUsageReportId.NotFound", message)
+
+
+def _usage_resource_types(resource_types: list[dict[str, Any]]) -> dict[str, int]:
+    """Resource type -> launch template version depth (20 by default; unused by the other types)."""
+    if not resource_types:
+        raise _error("MissingParameter", "The request must contain the parameter ResourceTypes")
+    wanted: dict[str, int] = {}
+    for rt in resource_types:
+        name = rt.get("ResourceType", "")
+        if name not in _USAGE_TYPES:
+            raise _invalid(f"Invalid resource type '{name}'. Valid values: {', '.join(_USAGE_TYPES)}")
+        depth = 20
+        for option in rt.get("ResourceTypeOptions") or []:
+            if name != "ec2:LaunchTemplate":
+                raise _invalid(f"ResourceTypeOptions are only valid for ec2:LaunchTemplate, not {name}")
+            if option.get("OptionName") != "version-depth":
+                raise _invalid(f"Invalid option name '{option.get('OptionName')}'. Valid value: version-depth")
+            values = [str(v) for v in option.get("OptionValues") or []]
+            if len(values) != 1 or not values[0].isdigit() or not 1 <= int(values[0]) <= 10000:
+                raise _invalid("version-depth must be one integer between 1 and 10000")
+            depth = int(values[0])
+        wanted[name] = depth
+    return wanted
+
+
+def _usage_entries(
+    owner: str, region: str, image_id: str, types: dict[str, int], account_ids: list[str]
+) -> list[dict[str, Any]]:
+    ec2_of = dict(_ec2_backends_of_region(region))
+    builder_of = dict(_imagebuilder_backends_of_region(region))
+    entries = []
+    for account_id in sorted(set(ec2_of) | set(builder_of)):
+        if account_id == owner or (account_ids and account_id not in account_ids):
+            continue
+        ec2, builder = ec2_of.get(account_id), builder_of.get(account_id)
+        for resource_type, depth in types.items():
+            count = 0
+            if resource_type == "ec2:Instance" and ec2 is not None:
+                count = sum(1 for i in ec2.all_instances() if i.image_id == image_id and i.state != "terminated")
+            elif resource_type == "ec2:LaunchTemplate" and ec2 is not None:
+                count = sum(
+                    1
+                    for template in ec2.launch_templates.values()
+                    if any(version.image_id == image_id for version in template.versions[-depth:])
+                )
+            elif resource_type == "imagebuilder:ImageRecipe" and builder is not None:
+                count = sum(1 for r in builder.image_recipes.values() if _recipe_ami(r) == image_id)
+            elif resource_type == "imagebuilder:ContainerRecipe" and builder is not None:
+                count = sum(1 for r in builder.container_recipes.values() if _recipe_ami(r) == image_id)
+            if count:
+                entries.append(
+                    {"ResourceType": resource_type, "AccountId": account_id, "UsageCount": count, "ImageId": image_id}
+                )
+    return entries
+
+
+def _create_image_usage_report(
+    self: AmiBackend,
+    image_id: str,
+    resource_types: list[dict[str, Any]],
+    account_ids: list[str],
+    client_token: str | None,
+    tag_specifications: list[dict[str, Any]],
+) -> str:
+    account_id: str = self.account_id  # type: ignore[attr-defined]
+    region: str = self.region_name  # type: ignore[attr-defined]
+    tokens: dict[str, tuple[str, str]] = self.__dict__.setdefault("_ext_usage_report_tokens", {})
+    fingerprint = json.dumps([image_id, resource_types, account_ids, tag_specifications], sort_keys=True, default=str)
+    if client_token and client_token in tokens:
+        previous, report_id = tokens[client_token]
+        if previous != fingerprint:
+            raise _error(
+                "IdempotentParameterMismatch",
+                f"The client token {client_token} was already used with different parameters.",
+            )
+        return report_id
+
+    if not str(image_id).startswith("ami-"):
+        raise MalformedAMIIdError([image_id])
+    ami = self.amis.get(image_id)
+    if ami is None and image_id in self.deleted_amis:
+        raise UnvailableAMIIdError(image_id)
+    elsewhere = any(image_id in backend.amis for _account, backend in _ec2_backends_of_region(region))
+    if ami is None and not elsewhere:
+        raise InvalidAMIIdError(image_id)
+    if ami is None or ami.owner_id != account_id:
+        raise _error(
+            "InvalidAMIID.Unavailable",
+            f"The image id '[{image_id}]' is not owned by account {account_id}: only its owner can report on it",
+        )
+    types = _usage_resource_types(resource_types)
+    if len(account_ids) > 200:
+        raise _invalid("You can specify at most 200 account IDs.")
+    for other in account_ids:
+        if not re.fullmatch(r"\d{12}", str(other)):
+            raise _invalid(f"Invalid account ID '{other}': expecting 12 digits")
+    tags: list[dict[str, str]] = []
+    for spec in tag_specifications:
+        if spec.get("ResourceType") != "image-usage-report":
+            resource_type = spec.get("ResourceType")
+            raise _invalid(f"Invalid resource type '{resource_type}' in TagSpecifications: image-usage-report")
+        tags += [{"Key": t["Key"], "Value": t.get("Value", "")} for t in spec.get("Tags", [])]
+
+    now = _now().replace(microsecond=0)  # moto's EC2 serializer writes timestamps as ...:SS.000Z
+    report = _UsageReport(
+        report_id=random_id("amiur"),
+        image_id=image_id,
+        resource_types=resource_types,
+        account_ids=list(account_ids),
+        created=now,
+        ready=now + _usage_report_delay,
+        tags=tags,
+        entries=_usage_entries(account_id, region, image_id, types, list(account_ids)),
+    )
+    _usage_reports(self)[report.report_id] = report
+    if client_token:
+        tokens[client_token] = (fingerprint, report.report_id)
+    return report.report_id
+
+
+def _describe_image_usage_reports(
+    self: AmiBackend, image_ids: list[str], report_ids: list[str], filters: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    reports = _usage_reports(self)
+    _check_report_ids(reports, report_ids)
+    _check_filters(filters, {"creation-time", "state", "tag-key"}, tags=True)
+    now = _now()
+    return [
+        report.describe(now)
+        for report in reports.values()
+        if (not image_ids or report.image_id in image_ids)
+        and (not report_ids or report.report_id in report_ids)
+        and _matches(report.filter_values(now), filters)
+    ]
+
+
+def _describe_image_usage_report_entries(
+    self: AmiBackend, report_ids: list[str], image_ids: list[str], filters: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    reports = _usage_reports(self)
+    _check_report_ids(reports, report_ids)
+    _check_filters(filters, {"account-id", "creation-time", "resource-type"}, tags=False)
+    now = _now()
+    entries = []
+    for report in reports.values():
+        if report.state(now) != "available":
+            continue  # a pending report cannot be viewed yet
+        if (image_ids and report.image_id not in image_ids) or (report_ids and report.report_id not in report_ids):
+            continue
+        for entry in report.entries:
+            values = {
+                "account-id": [entry["AccountId"]],
+                "creation-time": [_iso_ms(report.created)],
+                "resource-type": [entry["ResourceType"]],
+            }
+            if _matches(values, filters):
+                entries.append({**entry, "ReportId": report.report_id, "ReportCreationTime": report.created})
+    return entries
+
+
+def _delete_image_usage_report(self: AmiBackend, report_id: str) -> None:
+    reports = _usage_reports(self)
+    _check_report_ids(reports, [report_id])
+    del reports[report_id]
+
+
+def _r_create_image_usage_report(self: AmisResponse) -> ActionResult:
+    self.error_on_dryrun()
+    report_id = self.ec2_backend.create_image_usage_report(
+        self._get_param("ImageId"),
+        self._get_param("ResourceTypes", []),
+        self._get_param("AccountIds", []),
+        self._get_param("ClientToken"),
+        self._get_param("TagSpecifications", []),
+    )
+    return ActionResult({"ReportId": report_id})
+
+
+def _r_describe_image_usage_reports(self: AmisResponse) -> ActionResult:
+    self.error_on_dryrun()
+    reports = self.ec2_backend.describe_image_usage_reports(
+        self._get_param("ImageIds", []), self._get_param("ReportIds", []), self._filters_from_querystring()
+    )
+    page, next_token = _paginate(
+        reports, self._get_int_param("MaxResults"), self._get_param("NextToken"), lowest=1, highest=None
+    )
+    return ActionResult({"ImageUsageReports": page, "NextToken": next_token})
+
+
+def _r_describe_image_usage_report_entries(self: AmisResponse) -> ActionResult:
+    self.error_on_dryrun()
+    entries = self.ec2_backend.describe_image_usage_report_entries(
+        self._get_param("ReportIds", []), self._get_param("ImageIds", []), self._filters_from_querystring()
+    )
+    page, next_token = _paginate(
+        entries, self._get_int_param("MaxResults"), self._get_param("NextToken"), lowest=1, highest=None
+    )
+    return ActionResult({"ImageUsageReportEntries": page, "NextToken": next_token})
+
+
+def _r_delete_image_usage_report(self: AmisResponse) -> ActionResult:
+    self.error_on_dryrun()
+    self.ec2_backend.delete_image_usage_report(self._get_param("ReportId"))
+    return ActionResult({"Return": True})
+
+
+# --------------------------------------------------------------------------- 14. EC2 Image Builder
+
+_IMAGEBUILDER_URL_BASE = r"https?://imagebuilder\.(.+)\.amazonaws\.com"
+_IMAGEBUILDER_OPERATIONS = (
+    "CreateImageRecipe",
+    "ListImageRecipes",
+    "GetImageRecipe",
+    "DeleteImageRecipe",
+    "CreateContainerRecipe",
+    "ListContainerRecipes",
+    "GetContainerRecipe",
+    "DeleteContainerRecipe",
+)
+_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+
+
+class _ImageBuilderError(ServiceException):
+    """An Image Builder error (defined here: moto looks the error model up by the class's package)."""
+
+
+def _ib_error(code: str, message: str) -> ServiceException:
+    return _ImageBuilderError(code, message)
+
+
+def _recipe_ami(recipe: dict[str, Any]) -> str | None:
+    """The AMI a recipe uses: an image recipe's parent image, a container recipe's instance image."""
+    if ":container-recipe/" in recipe["arn"]:
+        return (recipe.get("instanceConfiguration") or {}).get("image")
+    return recipe.get("parentImage")
+
+
+def _launchable_ami(account_id: str, region: str, image_id: str) -> Ami | None:
+    """An available AMI of ``region`` that ``account_id`` may launch: owned, public or shared."""
+    for _owner, backend in _ec2_backends_of_region(region):
+        ami: Ami | None = backend.amis.get(image_id)
+        if ami is None or ami.state != "available":
+            continue
+        shared = any(
+            p.get("UserId") == account_id or "OrganizationArn" in p or "OrganizationalUnitArn" in p
+            for p in ami.launch_permissions
+        )
+        if ami.owner_id == account_id or ami.is_public or shared:
+            return ami
+    return None
+
+
+class ImageBuilderBackend(BaseBackend):
+    """Image and container recipes of one account and region."""
+
+    def __init__(self, region_name: str, account_id: str) -> None:
+        super().__init__(region_name, account_id)
+        self.image_recipes: dict[str, dict[str, Any]] = {}
+        self.container_recipes: dict[str, dict[str, Any]] = {}
+        self.client_tokens: dict[str, tuple[str, str]] = {}
+
+    @property
+    def _url_module(self) -> Any:
+        return _IMAGEBUILDER_URLS
+
+    def _store(self, kind: str) -> dict[str, dict[str, Any]]:
+        return self.image_recipes if kind == "image-recipe" else self.container_recipes
+
+    def _checked_ami(self, image_id: str | None, parameter: str) -> Ami | None:
+        if not image_id or not image_id.startswith("ami-"):
+            return None  # an Image Builder image ARN, an ssm: parameter, a container image URI...
+        ami = _launchable_ami(self.account_id, self.region_name, image_id)
+        if ami is None:
+            raise _ib_error(
+                "InvalidParameterValueException",
+                f"The value supplied for parameter '{parameter}' is not valid. The image '{image_id}' "
+                f"does not exist in {self.region_name} or you do not have access to it.",
+            )
+        return ami
+
+    def create_recipe(self, kind: str, params: dict[str, Any]) -> str:
+        token = params.get("clientToken")
+        fingerprint = json.dumps(
+            [kind, {k: v for k, v in params.items() if k not in ("clientToken", "dryRun")}],
+            sort_keys=True,
+            default=str,
+        )
+        if token and token in self.client_tokens:
+            previous, arn = self.client_tokens[token]
+            if previous != fingerprint:
+                raise _ib_error(
+                    "IdempotentParameterMismatchException",
+                    f"The client token {token} was already used with different parameters.",
+                )
+            return arn
+        name, version = str(params.get("name", "")), str(params.get("semanticVersion", ""))
+        if not _VERSION.fullmatch(version):
+            raise _ib_error(
+                "InvalidVersionNumberException",
+                f"The semantic version '{version}' is not valid: expecting <major>.<minor>.<patch>.",
+            )
+        arn = (
+            f"arn:{get_partition(self.region_name)}:imagebuilder:{self.region_name}:{self.account_id}:"
+            f"{kind}/{name.lower().replace(' ', '-')}/{version}"
+        )
+        store = self._store(kind)
+        if arn in store:
+            raise _ib_error("ResourceAlreadyExistsException", f"The resource ARN '{arn}' already exists.")
+        recipe: dict[str, Any] = {
+            "arn": arn,
+            "name": name,
+            "description": params.get("description"),
+            "owner": self.account_id,
+            "version": version,
+            "components": params.get("components"),
+            "parentImage": params.get("parentImage"),
+            "dateCreated": _iso_ms(_now()),
+            "tags": params.get("tags") or None,
+            "workingDirectory": params.get("workingDirectory"),
+        }
+        if kind == "image-recipe":
+            ami = self._checked_ami(params.get("parentImage"), "parentImage")
+            recipe.update(
+                platform="Windows" if ami is not None and (ami.platform or "").lower() == "windows" else "Linux",
+                blockDeviceMappings=params.get("blockDeviceMappings"),
+                additionalInstanceConfiguration=params.get("additionalInstanceConfiguration"),
+                amiTags=params.get("amiTags") or None,
+            )
+        else:
+            instance_configuration = params.get("instanceConfiguration") or {}
+            self._checked_ami(instance_configuration.get("image"), "instanceConfiguration.image")
+            if not params.get("dockerfileTemplateData") and not params.get("dockerfileTemplateUri"):
+                raise _ib_error(
+                    "InvalidRequestException", "You must specify dockerfileTemplateData or dockerfileTemplateUri."
+                )
+            recipe.update(
+                containerType=params.get("containerType"),
+                platform=params.get("platformOverride") or "Linux",
+                instanceConfiguration=instance_configuration or None,
+                dockerfileTemplateData=params.get("dockerfileTemplateData"),
+                kmsKeyId=params.get("kmsKeyId"),
+                encrypted=True,
+                targetRepository=params.get("targetRepository"),
+            )
+        store[arn] = {k: v for k, v in recipe.items() if v is not None}
+        if token:
+            self.client_tokens[token] = (fingerprint, arn)
+        return arn
+
+    def get_recipe(self, kind: str, arn: str) -> dict[str, Any]:
+        recipe = self._store(kind).get(arn)
+        if recipe is None:
+            raise _ib_error("ResourceNotFoundException", f"The resource ARN '{arn}' does not exist.")
+        return recipe
+
+    def delete_recipe(self, kind: str, arn: str) -> None:
+        self.get_recipe(kind, arn)
+        del self._store(kind)[arn]
+
+    def list_recipes(self, kind: str, owner: str, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = {"name", "parentImage", "platform"} | ({"containerType"} if kind == "container-recipe" else set())
+        for f in filters:
+            if f.get("name") not in names:
+                raise _ib_error("InvalidRequestException", f"The filter name '{f.get('name')}' is not valid.")
+        if owner != "Self":
+            return []  # recipe sharing is not modelled
+
+        def keep(recipe: dict[str, Any]) -> bool:
+            for f in filters:
+                value, wanted = str(recipe.get(f["name"], "")), [str(v) for v in f.get("values", [])]
+                if f["name"] == "name":
+                    if not any(fnmatch.fnmatchcase(value, w) for w in wanted):
+                        return False
+                elif value not in wanted:
+                    return False
+            return True
+
+        def order(recipe: dict[str, Any]) -> tuple[str, tuple[int, ...]]:
+            return recipe["name"].lower(), tuple(int(n) for n in recipe["version"].split("."))
+
+        summary_keys = ["arn", "name", "platform", "owner", "parentImage", "dateCreated", "tags"]
+        if kind == "container-recipe":
+            summary_keys.append("containerType")
+        summaries = []
+        for recipe in sorted(filter(keep, self._store(kind).values()), key=order):
+            summary = {k: recipe[k] for k in summary_keys if k in recipe}
+            if kind == "container-recipe" and _recipe_ami(recipe):
+                summary["instanceImage"] = _recipe_ami(recipe)
+            summaries.append(summary)
+        return summaries
+
+
+# botocore's endpoint data lists no region for imagebuilder: install() gives it EC2's regions.
+imagebuilder_backends = BackendDict(ImageBuilderBackend, "imagebuilder", use_boto3_regions=False)
+
+
+def _ec2_regions() -> list[str]:
+    session = AccountSpecificBackend.get_session()
+    return [
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ec2", partition_name=partition)
+    ]
+
+
+def _ib_paginate(items: list[Any], max_results: int | None, token: str | None) -> tuple[list[Any], str | None]:
+    try:
+        return _paginate(items, max_results, token, lowest=1, highest=100)
+    except EC2ClientError as e:
+        if e.code == "InvalidPaginationToken":
+            raise _ib_error("InvalidPaginationTokenException", e.message) from None
+        raise _ib_error("InvalidRequestException", e.message) from None
+
+
+class ImageBuilderResponse(BaseResponse):
+    """The REST-JSON operations of Image Builder that :class:`ImageBuilderBackend` implements."""
+
+    def __init__(self) -> None:
+        super().__init__(service_name="imagebuilder")
+        self.automated_parameter_parsing = True
+
+    @property
+    def imagebuilder_backend(self) -> ImageBuilderBackend:
+        return imagebuilder_backends[self.current_account][self.region]
+
+    def _request(self) -> dict[str, Any]:
+        params = dict(self.params or {})
+        if params.get("dryRun"):
+            raise _ib_error("DryRunOperationException", "The dry run operation was successful.")
+        return params
+
+    @staticmethod
+    def _request_id() -> str:
+        return str(uuid.uuid4())
+
+    def _create(self, kind: str, arn_key: str) -> ActionResult:
+        params = self._request()
+        arn = self.imagebuilder_backend.create_recipe(kind, params)
+        return ActionResult({"requestId": self._request_id(), "clientToken": params.get("clientToken"), arn_key: arn})
+
+    def _list(self, kind: str, list_key: str) -> ActionResult:
+        params = self._request()
+        owner, filters = params.get("owner") or "Self", params.get("filters") or []
+        recipes = self.imagebuilder_backend.list_recipes(kind, owner, filters)
+        page, next_token = _ib_paginate(recipes, params.get("maxResults"), params.get("nextToken"))
+        return ActionResult({"requestId": self._request_id(), list_key: page, "nextToken": next_token})
+
+    def create_image_recipe(self) -> ActionResult:
+        return self._create("image-recipe", "imageRecipeArn")
+
+    def create_container_recipe(self) -> ActionResult:
+        return self._create("container-recipe", "containerRecipeArn")
+
+    def list_image_recipes(self) -> ActionResult:
+        return self._list("image-recipe", "imageRecipeSummaryList")
+
+    def list_container_recipes(self) -> ActionResult:
+        return self._list("container-recipe", "containerRecipeSummaryList")
+
+    def get_image_recipe(self) -> ActionResult:
+        recipe = self.imagebuilder_backend.get_recipe("image-recipe", self._request().get("imageRecipeArn", ""))
+        return ActionResult({"requestId": self._request_id(), "imageRecipe": recipe})
+
+    def get_container_recipe(self) -> ActionResult:
+        recipe = self.imagebuilder_backend.get_recipe("container-recipe", self._request().get("containerRecipeArn", ""))
+        return ActionResult({"requestId": self._request_id(), "containerRecipe": recipe})
+
+    def delete_image_recipe(self) -> ActionResult:
+        arn = self._request().get("imageRecipeArn", "")
+        self.imagebuilder_backend.delete_recipe("image-recipe", arn)
+        return ActionResult({"requestId": self._request_id(), "imageRecipeArn": arn})
+
+    def delete_container_recipe(self) -> ActionResult:
+        arn = self._request().get("containerRecipeArn", "")
+        self.imagebuilder_backend.delete_recipe("container-recipe", arn)
+        return ActionResult({"requestId": self._request_id(), "containerRecipeArn": arn})
+
+
+_IMAGEBUILDER_URLS = types.SimpleNamespace(
+    url_bases=[_IMAGEBUILDER_URL_BASE],
+    url_paths={f"{{0}}/{operation}$": ImageBuilderResponse.dispatch for operation in _IMAGEBUILDER_OPERATIONS},
+)
+
+
+def _get_backend(name: str) -> Any:
+    if name == "imagebuilder":
+        return imagebuilder_backends
+    return _ORIG["backends.get_backend"](name)
 
 
 # --------------------------------------------------------------------------- install
@@ -737,10 +1603,20 @@ def install() -> None:
         for name in ("create_image", "copy_image", "deregister_image"):
             _ORIG[f"AmiBackend.{name}"] = getattr(AmiBackend, name)
         _ORIG["EBSBackend.delete_snapshot"] = EBSBackend.delete_snapshot
-        for name in ("describe_image_attribute", "register_image"):
-            _ORIG[f"AmisResponse.{name}"] = getattr(AmisResponse, name)
+        from moto.ssm.models import SimpleSystemManagerBackend
 
-        patches: list[tuple[type, str, Any]] = [
+        _ORIG["SSM._validate_parameter_filters"] = SimpleSystemManagerBackend._validate_parameter_filters
+        _ORIG["SSM._match_filters"] = SimpleSystemManagerBackend._match_filters
+        for name in ("describe_image_attribute", "modify_image_attribute", "register_image"):
+            _ORIG[f"AmisResponse.{name}"] = getattr(AmisResponse, name)
+        _ORIG["backends.get_backend"] = moto_backends.get_backend
+        # Image Builder: the URL pattern (first, so no broader pattern wins) and the backend behind it.
+        # moto's botocore stubber and its server read this very list and call backends.get_backend.
+        backend_index.backend_url_patterns.insert(0, ("imagebuilder", re.compile(_IMAGEBUILDER_URL_BASE)))
+        imagebuilder_backends._additional_regions = _ec2_regions()
+
+        patches: list[tuple[Any, str, Any]] = [
+            (moto_backends, "get_backend", _get_backend),
             (BaseResponse, "call_action", _call_action),
             # model
             (Ami, "source_image_id", None),
@@ -750,6 +1626,7 @@ def install() -> None:
             (Ami, "deregistration_protection", property(_deregistration_protection)),
             (Ami, "block_device_mappings", property(_block_device_mappings)),
             (Ami, "get_filter_value", _ami_get_filter_value),
+            (Ami, "last_launched_time", property(_last_launched_time)),
             # backend
             (AmiBackend, "create_image", _create_image),
             (AmiBackend, "copy_image", _copy_image),
@@ -761,10 +1638,15 @@ def install() -> None:
             (AmiBackend, "enable_image", _enable_image),
             (AmiBackend, "disable_image", _disable_image),
             (AmiBackend, "describe_image_references", _describe_image_references),
+            (AmiBackend, "create_image_usage_report", _create_image_usage_report),
+            (AmiBackend, "describe_image_usage_reports", _describe_image_usage_reports),
+            (AmiBackend, "describe_image_usage_report_entries", _describe_image_usage_report_entries),
+            (AmiBackend, "delete_image_usage_report", _delete_image_usage_report),
             (EBSBackend, "delete_snapshot", _delete_snapshot),
             # responses (the EC2 dispatcher finds actions among EC2Response's functions)
             (AmisResponse, "describe_images", _r_describe_images),
             (AmisResponse, "describe_image_attribute", _r_describe_image_attribute),
+            (AmisResponse, "modify_image_attribute", _r_modify_image_attribute),
             (AmisResponse, "copy_image", _r_copy_image),
             (AmisResponse, "deregister_image", _r_deregister_image),
             (AmisResponse, "register_image", _r_register_image),
@@ -792,7 +1674,13 @@ def install() -> None:
             ),
             (AmisResponse, "describe_image_references", _r_describe_image_references),
             (AmisResponse, "list_images_in_recycle_bin", _r_list_images_in_recycle_bin),
+            (AmisResponse, "create_image_usage_report", _r_create_image_usage_report),
+            (AmisResponse, "describe_image_usage_reports", _r_describe_image_usage_reports),
+            (AmisResponse, "describe_image_usage_report_entries", _r_describe_image_usage_report_entries),
+            (AmisResponse, "delete_image_usage_report", _r_delete_image_usage_report),
             (EventsHandler, "test_event_pattern", _r_test_event_pattern),
+            (SimpleSystemManagerBackend, "_validate_parameter_filters", _ssm_validate_parameter_filters),
+            (SimpleSystemManagerBackend, "_match_filters", _ssm_match_filters),
         ]
         for cls, name, value in patches:
             setattr(cls, name, value)

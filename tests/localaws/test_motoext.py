@@ -625,3 +625,20 @@ def test_recycle_bin_is_empty_without_rules_and_takes_at_most_20_ids() -> None:
         assert ec2.list_images_in_recycle_bin(ImageIds=["ami-0123456789abcdef0"])["Images"] == []
         with pytest.raises(ClientError, match="InvalidParameterValue"):
             ec2.list_images_in_recycle_bin(ImageIds=[f"ami-{i:017x}" for i in range(21)])
+
+
+def test_describe_parameters_filters_on_data_type(moto_aws: None) -> None:
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    image_id = ec2.register_image(Name="golden", RootDeviceName="/dev/xvda")["ImageId"]
+    ssm.put_parameter(Name="/golden/ami", Value=image_id, Type="String", DataType="aws:ec2:image")
+    ssm.put_parameter(Name="/golden/name", Value="golden", Type="String")
+    images = ssm.describe_parameters(ParameterFilters=[{"Key": "DataType", "Values": ["aws:ec2:image"]}])
+    assert [p["Name"] for p in images["Parameters"]] == ["/golden/ami"]
+    text = ssm.describe_parameters(ParameterFilters=[{"Key": "DataType", "Option": "Equals", "Values": ["text"]}])
+    assert [p["Name"] for p in text["Parameters"]] == ["/golden/name"]
+    with pytest.raises(ClientError) as e:
+        ssm.describe_parameters(ParameterFilters=[{"Key": "DataType", "Values": ["aws:ssm:integration"]}])
+    assert e.value.response["Error"]["Code"] == "InvalidFilterValue"
