@@ -30,8 +30,22 @@ SAM_POLICY_TEMPLATES = {
     ],
 }
 # moto's action names -> the IAM action that authorizes them.
+# Sharing checks and AMI usage reports (the sweep and the backfill).
+SHARING_ACTIONS = {
+    "DescribeImageAttribute",
+    "DescribeSnapshotAttribute",
+    "CreateImageUsageReport",
+    "DescribeImageUsageReports",
+    "DescribeImageUsageReportEntries",
+    "DeleteImageUsageReport",
+    "DescribeRegions",
+}
 IAM_ACTION = {
-    **{a: f"ec2:{a}" for a in EC2_ACTIONS | {"ListImagesInRecycleBin", "DescribeImageAttribute"}},
+    **{a: f"ec2:{a}" for a in EC2_ACTIONS | SHARING_ACTIONS | {"ListImagesInRecycleBin"}},
+    "DescribeParameters": "ssm:DescribeParameters",
+    "GetParameters": "ssm:GetParameters",
+    "ListImageRecipes": "imagebuilder:ListImageRecipes",
+    "ListContainerRecipes": "imagebuilder:ListContainerRecipes",
     "DescribeLaunchConfigurations": "autoscaling:DescribeLaunchConfigurations",
     "SendMessage": "sqs:SendMessage",
     "SendMessageBatch": "sqs:SendMessage",

@@ -28,6 +28,9 @@ KEY_EU = "arn:aws:kms:eu-west-1:111122223333:key/mrk-0123456789abcdef0123456789a
 # Read-only actions: the only ones allowed on Resource "*".
 READ_ONLY = re.compile(r"^[a-z0-9-]+:(Describe|Get|List)[A-Za-z]*$")
 NO_VALUE = object()
+# The AWS::IAM::ManagedPolicy resources whose document is one Fn::Sub JSON string (the tag prefix
+# in condition keys).
+TAG_SCOPED_POLICIES = ("TagImagesPolicy", "CopyImagesPolicy", "RetireImagesPolicy", "ProtectImagesPolicy")
 
 
 # ------------------------------------------------------------------ a small CloudFormation evaluator
@@ -179,15 +182,18 @@ def test_no_intrinsic_placeholder_is_left_in_a_yaml_key() -> None:
 def test_condition_keys_name_the_tag_prefix_of_the_stack() -> None:
     cfn = Cfn(parameters(TagPrefix="acme"))
     keys: set[str] = set()
-    for lid in ("TagImagesPolicy", "CopyImagesPolicy", "RetireImagesPolicy"):
+    values: set[str] = set()
+    for lid in TAG_SCOPED_POLICIES:
         doc = managed_policy_document(cfn, lid)
         assert "${" not in json.dumps(doc)
         for statement in doc["Statement"]:
             for conditions in statement.get("Condition", {}).values():
                 keys.update(conditions)
+                values.update(v for value in conditions.values() for v in as_list(value))
     assert "aws:ResourceTag/acme:managed" in keys
     assert "aws:RequestTag/acme:managed" in keys
-    assert not any("ami-lifecycle" in k for k in keys)
+    assert {"acme:*", "acme:hold"} <= values
+    assert not any("ami-lifecycle" in k for k in keys | values)
 
 
 @pytest.mark.parametrize("tag_prefix", ["a", "team ops/ami=x+y@corp.v2", "Z" * 64])
@@ -195,7 +201,7 @@ def test_every_allowed_tag_prefix_gives_valid_json(tag_prefix: str) -> None:
     """The documents are JSON strings built with Fn::Sub: any prefix TagPrefix allows keeps them valid."""
     assert re.fullmatch(TEMPLATE["Parameters"]["TagPrefix"]["AllowedPattern"], tag_prefix)
     cfn = Cfn(parameters(TagPrefix=tag_prefix))
-    for lid in ("TagImagesPolicy", "CopyImagesPolicy", "RetireImagesPolicy"):
+    for lid in TAG_SCOPED_POLICIES:
         doc = managed_policy_document(cfn, lid)
         assert f"aws:ResourceTag/{tag_prefix}:managed" in json.dumps(doc)
 
@@ -226,7 +232,7 @@ def test_destructive_actions_only_on_managed_images_and_snapshots(prefix: str) -
     seen: set[str] = set()
     for function, statement in all_statements(cfn):
         granted = destructive & set(as_list(statement["Action"]))
-        if not granted:
+        if not granted or statement["Effect"] != "Allow":
             continue
         seen |= granted
         assert statement["Condition"]["StringEquals"] == {f"aws:ResourceTag/{prefix}:managed": "true"}, function
@@ -240,11 +246,15 @@ def test_tag_writes_are_limited_to_lifecycle_keys(prefix: str) -> None:
     found = 0
     for function, statement in all_statements(cfn):
         actions = set(as_list(statement["Action"])) & {"ec2:CreateTags", "ec2:DeleteTags"}
-        if not actions:
+        if not actions or statement["Effect"] != "Allow":
             continue
         found += 1
         condition = statement["Condition"]
-        assert condition["ForAllValues:StringLike"] == {"aws:TagKeys": [f"{prefix}:*"]}, function
+        # Lifecycle keys only; the refusal statement narrower still (P:error alone).
+        assert condition["ForAllValues:StringLike"] in (
+            {"aws:TagKeys": [f"{prefix}:*"]},
+            {"aws:TagKeys": [f"{prefix}:error"]},
+        ), function
         # Without tag keys, DeleteTags deletes every tag and ForAllValues holds vacuously.
         assert condition["Null"] == {"aws:TagKeys": "false"}, function
         scopes = [
@@ -252,6 +262,11 @@ def test_tag_writes_are_limited_to_lifecycle_keys(prefix: str) -> None:
             condition.get("StringEquals", {}).get(f"aws:RequestTag/{prefix}:managed"),
             condition.get("StringEquals", {}).get("ec2:CreateAction"),
         ]
+        if statement["Sid"] == "ReportRefusals":
+            # Unscoped, but it can write nothing but P:error, and only on images.
+            assert condition["ForAllValues:StringLike"] == {"aws:TagKeys": [f"{prefix}:error"]}
+            assert actions == {"ec2:CreateTags"} and not [s for s in scopes if s]
+            continue
         assert [s for s in scopes if s] in (["true"], ["CopyImage"]), (function, statement["Sid"])
         if statement["Sid"] == "AdoptImages":
             # Only a call that makes the image managed may tag an unmanaged image.
@@ -261,7 +276,7 @@ def test_tag_writes_are_limited_to_lifecycle_keys(prefix: str) -> None:
 
 def test_copies_are_born_managed_and_tagged_on_creation(prefix: str) -> None:
     cfn = Cfn(parameters(TagPrefix=prefix))
-    statements = function_statements(cfn, "ReplicatorFunction")
+    statements = [s for s in function_statements(cfn, "ReplicatorFunction") if s["Effect"] == "Allow"]
     copy = [s for s in statements if "ec2:CopyImage" in as_list(s["Action"])]
     assert len(copy) == 1
     assert copy[0]["Condition"]["StringEquals"] == {f"aws:RequestTag/{prefix}:managed": "true"}
@@ -271,6 +286,100 @@ def test_copies_are_born_managed_and_tagged_on_creation(prefix: str) -> None:
     record = [s for s in statements if s["Sid"] == "RecordCopiesOnManagedSource"]
     assert record[0]["Condition"]["StringEquals"] == {f"aws:ResourceTag/{prefix}:managed": "true"}
     assert not any(a in as_list(s["Action"]) for s in statements for a in ("ec2:DeregisterImage", "ec2:DeleteSnapshot"))
+
+
+PROTECTED_ACTIONS = {
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+    "ec2:DeregisterImage",
+    "ec2:DeleteSnapshot",
+    "ec2:EnableImageDeprecation",
+    "ec2:DisableImage",
+    "ec2:EnableImage",
+}
+
+
+def test_every_function_holds_the_explicit_denies(prefix: str) -> None:
+    """One managed policy holds every Deny, and every role holds that policy (the sweep too, though
+    it may not tag at all). What the denies refuse is evaluated in test_iam_enforcement.py."""
+    cfn = Cfn(parameters(TagPrefix=prefix))
+    protect = managed_policy_document(cfn, "ProtectImagesPolicy")["Statement"]
+    assert {s["Effect"] for s in protect} == {"Deny"}
+    for function in FUNCTIONS:
+        assert {"Ref": "ProtectImagesPolicy"} in RESOURCES[function]["Properties"]["Policies"], function
+        assert [s for s in function_statements(cfn, function) if s["Effect"] == "Deny"] == protect, function
+    images_and_snapshots = [f"arn:aws:ec2:*::{kind}/*" for kind in ("image", "snapshot")]
+    conditions = {}
+    for statement in protect:
+        assert statement["Resource"] == images_and_snapshots, statement["Sid"]
+        # One condition key per statement: the conditions of one statement are ANDed.
+        assert len(statement["Condition"]) == 1 and len(next(iter(statement["Condition"].values()))) == 1
+        conditions[statement["Sid"]] = statement["Condition"]
+        if statement["Sid"] != "DenyHoldTagWrites":
+            assert set(statement["Action"]) == PROTECTED_ACTIONS, statement["Sid"]
+    assert conditions == {
+        "DenyWritesToOptedOut": {"StringEqualsIgnoreCase": {f"aws:ResourceTag/{prefix}:managed": ["false", "no", "0"]}},
+        "DenyWritesToAwsBackup": {"Null": {"aws:ResourceTag/aws:backup:source-resource": "false"}},
+        "DenyWritesToDataLifecycleManager": {"Null": {"aws:ResourceTag/aws:dlm:lifecycle-policy-id": "false"}},
+        "DenyWritesToImageBuilder": {"StringEquals": {"aws:ResourceTag/CreatedBy": "EC2 Image Builder"}},
+        "DenyHoldTagWrites": {"ForAnyValue:StringEquals": {"aws:TagKeys": [f"{prefix}:hold"]}},
+    }
+    (hold,) = [s for s in protect if s["Sid"] == "DenyHoldTagWrites"]
+    assert hold["Action"] == ["ec2:CreateTags", "ec2:DeleteTags"]
+
+
+def test_the_sweep_still_cannot_tag(prefix: str) -> None:
+    cfn = Cfn(parameters(TagPrefix=prefix))
+    allowed = {
+        a
+        for s in function_statements(cfn, "RetentionSweepFunction")
+        if s["Effect"] == "Allow"
+        for a in as_list(s["Action"])
+    }
+    assert not allowed & {"ec2:CreateTags", "ec2:DeleteTags", "ec2:CopyImage"}
+
+
+def test_sharing_and_usage_reads_go_to_the_sweep_and_the_backfill_only(prefix: str) -> None:
+    cfn = Cfn(parameters(TagPrefix=prefix))
+    new = {
+        "ec2:DescribeImageAttribute",
+        "ec2:DescribeSnapshotAttribute",
+        "ec2:CreateImageUsageReport",
+        "ec2:DescribeImageUsageReports",
+        "ec2:DescribeImageUsageReportEntries",
+        "ec2:DeleteImageUsageReport",
+        "ec2:DescribeRegions",
+    }
+    for function in FUNCTIONS:
+        resources: dict[str, list[str]] = {}
+        for statement in function_statements(cfn, function):
+            if statement["Effect"] == "Allow":
+                for action in set(as_list(statement["Action"])) & new:
+                    resources.setdefault(action, []).extend(as_list(statement["Resource"]))
+        if function in ("ImageEventsFunction", "ReplicatorFunction"):
+            assert resources == {}, function
+            continue
+        assert resources == {
+            # Both have resource types: IAM scopes them, so they are scoped.
+            "ec2:DescribeImageAttribute": ["arn:aws:ec2:*::image/*"],
+            "ec2:DescribeSnapshotAttribute": ["arn:aws:ec2:*::snapshot/*"],
+            # Authorized on the image (managed ones, see test_iam_enforcement) and on the new report.
+            "ec2:CreateImageUsageReport": [
+                "arn:aws:ec2:*::image/*",
+                f"arn:aws:ec2:*:{ACCOUNT}:image-usage-report/*",
+            ],
+            "ec2:DeleteImageUsageReport": [f"arn:aws:ec2:*:{ACCOUNT}:image-usage-report/*"],
+            # No resource type: "*" is the only resource IAM accepts.
+            "ec2:DescribeImageUsageReports": ["*"],
+            "ec2:DescribeImageUsageReportEntries": ["*"],
+            "ec2:DescribeRegions": ["*"],
+        }, function
+        (report,) = [
+            s
+            for s in function_statements(cfn, function)
+            if s["Effect"] == "Allow" and as_list(s["Action"]) == ["ec2:CreateImageUsageReport"]
+        ]
+        assert report["Condition"] == {"StringEquals": {f"aws:ResourceTag/{prefix}:managed": "true"}}
 
 
 def test_kms_is_limited_to_the_replica_kms_keys() -> None:
@@ -339,6 +448,71 @@ def test_self_invocation_is_limited_to_the_function_itself() -> None:
 def test_ec2_arns_follow_the_partition() -> None:
     text = json.dumps(TEMPLATE)
     assert "arn:aws:ec2" not in text and "arn:aws:lambda" not in text
+
+
+# ------------------------------------------------------------------ parameters the functions read
+
+
+def function_environment(cfn: Cfn) -> dict[str, str]:
+    """Globals.Function.Environment.Variables as a function receives them (plus its region)."""
+    env = cfn.resolve(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+    return {**{k: str(v) for k, v in env.items()}, "AWS_REGION": REGION}
+
+
+def test_the_new_parameters_reach_the_functions() -> None:
+    variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["KEEP_IF_LAUNCHED_WITHIN"] == {"Ref": "KeepIfLaunchedWithin"}
+    assert variables["SHARED_IMAGE_CHECK"] == {"Ref": "SharedImageCheck"}
+    keep = TEMPLATE["Parameters"]["KeepIfLaunchedWithin"]
+    assert (keep["Type"], keep["Default"]) == ("String", "7d")
+    assert "0d disables" in keep["Description"]
+    shared = TEMPLATE["Parameters"]["SharedImageCheck"]
+    assert (shared["Type"], shared["Default"]) == ("String", "strict")
+    # "off" quoted in YAML: unquoted, YAML 1.1 readers (CloudFormation's among them) see false.
+    assert shared["AllowedValues"] == ["strict", "managed-accounts", "off"]
+    assert "unsafe" in shared["Description"]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("7d", True),
+        ("0d", True),
+        ("12h", True),
+        ("2w", True),
+        ("99999h", True),
+        ("9999d", True),
+        ("999w", True),
+        ("100000h", False),
+        ("7", False),
+        ("7D", False),
+        ("7 d", False),
+        ("-1d", False),
+        ("1.5d", False),
+        ("P7D", False),
+        ("1y", False),
+        ("forever", False),
+        ("", False),
+    ],
+)
+def test_keep_if_launched_within_is_hours_days_or_weeks(value: str, ok: bool) -> None:
+    assert bool(re.fullmatch(TEMPLATE["Parameters"]["KeepIfLaunchedWithin"]["AllowedPattern"], value)) is ok
+
+
+@pytest.mark.parametrize("value", ["0d", "7d", "99999h", "9999d", "999w"])
+def test_every_keep_if_launched_within_the_template_admits_is_accepted_by_the_functions(value: str) -> None:
+    from ami_lifecycle.settings import Settings
+
+    settings = Settings.from_env(function_environment(Cfn(parameters(KeepIfLaunchedWithin=value))))
+    assert settings.keep_if_launched_within == value
+
+
+@pytest.mark.parametrize("value", ["strict", "managed-accounts", "off"])
+def test_every_shared_image_check_reaches_the_settings(value: str) -> None:
+    from ami_lifecycle.settings import Settings
+
+    settings = Settings.from_env(function_environment(Cfn(parameters(SharedImageCheck=value))))
+    assert settings.shared_image_check == value
 
 
 # ------------------------------------------------------------------ failure handling
@@ -485,5 +659,5 @@ def test_the_built_template_keeps_the_policies(prefix: str) -> None:
     if not built.exists():
         pytest.skip("no sam build output (make template-check builds it)")
     template = load_template(built)
-    for lid in ("TagImagesPolicy", "CopyImagesPolicy", "RetireImagesPolicy"):
+    for lid in TAG_SCOPED_POLICIES:
         assert template["Resources"][lid] == RESOURCES[lid]
