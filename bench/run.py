@@ -168,7 +168,8 @@ def floor_for(fleet: Any, now: datetime) -> RegionPlan:
     sweep lists by tag), the cheapest reference check for the candidates, one DeregisterImage per
     retired image, nothing per snapshot (DeregisterImage deletes them)."""
     import seed
-    from ami_lifecycle.ec2 import Reference
+    from ami_lifecycle.evidence import checked_unused
+    from ami_lifecycle.model import Reference
     from ami_lifecycle.retention import decide_all
     from ami_lifecycle.settings import Settings
 
@@ -176,17 +177,22 @@ def floor_for(fleet: Any, now: datetime) -> RegionPlan:
     images = seed.as_images(fleet)
     pending = decide_all(images, settings, now, None, seed.ACCOUNT)
     candidates = [i for i, d in pending.items() if d.awaits_reference_check]
-    refs = {i: [Reference("bench", r) for r in fleet.references.get(i, [])] for i in candidates}
+    refs = {i: checked_unused([Reference("bench", r) for r in fleet.references.get(i, [])]) for i in candidates}
     final = decide_all(images, settings, now, refs, seed.ACCOUNT)
     retired = {i for i, d in final.items() if d.retire}
     floor: Counter[str] = Counter()
     floor["DescribeImages"] = math.ceil(len(images) / 1000)
     if candidates:
         by_references = math.ceil(len(candidates) / 10)
+        # Listing covers the same sources as DescribeImageReferences: instances, every launch template
+        # version, SSM parameters (aws:ec2:image; the fleet has none: one empty page) and Image Builder
+        # recipes (one empty page of image recipes and one of container recipes).
         by_listing = (
             math.ceil(max(1, fleet.instances) / 1000)
             + math.ceil(max(1, fleet.launch_templates) / 200)
             + fleet.launch_templates
+            + 1  # DescribeParameters
+            + 2  # ListImageRecipes, ListContainerRecipes
         )
         if by_references <= by_listing:
             floor["DescribeImageReferences"] = by_references
@@ -194,8 +200,13 @@ def floor_for(fleet: Any, now: datetime) -> RegionPlan:
             floor["DescribeInstances"] = math.ceil(max(1, fleet.instances) / 1000)
             floor["DescribeLaunchTemplates"] = math.ceil(max(1, fleet.launch_templates) / 200)
             floor["DescribeLaunchTemplateVersions"] = fleet.launch_templates
+            floor["DescribeParameters"] = 1
+            floor["ListImageRecipes"] = 1
+            floor["ListContainerRecipes"] = 1
         # Launch configurations are not covered by DescribeImageReferences: one listing either way.
         floor["DescribeLaunchConfigurations"] = math.ceil(max(1, fleet.launch_configurations) / 100)
+        # Launch permissions of every candidate that can be shared (a disabled image cannot).
+        floor["DescribeImageAttribute"] = sum(1 for i in images if i.image_id in candidates and i.state == "available")
     floor["DeregisterImage"] = len(retired)
     return RegionPlan(
         region=fleet.region,
@@ -282,6 +293,13 @@ def section_sweep_calls(sec: Section, opts: Options, lazy: Lazy) -> None:
         "ok" if retired == expected_retired and report.get("status") == "complete" else "MISSED: differs",
     )
     limit = floor_total * 1.10
+    new_sources = ("DescribeParameters", "ListImageRecipes", "ListContainerRecipes", "DescribeImageAttribute")
+    sec.row(
+        "floor: with the fail-closed sources / without",
+        f"{fmt_n(floor_total)} / {fmt_n(floor_total - sum(floor[a] for a in new_sources))}",
+        "SSM, Image Builder listing and launch permissions of candidates counted",
+        "-",
+    )
     sec.row(
         "API calls, total",
         fmt_n(m.total_calls),
@@ -580,6 +598,7 @@ def _profile_top(fn: Callable[[], Any], k: int) -> str:
 def section_engine(sec: Section, opts: Options, lazy: Lazy) -> None:
     from ami_lifecycle import retention
     from ami_lifecycle.adoption import decide_adoption
+    from ami_lifecycle.evidence import checked_unused
     from ami_lifecycle.settings import Settings
 
     n = 20_000 if opts.quick else 200_000
@@ -590,7 +609,7 @@ def section_engine(sec: Section, opts: Options, lazy: Lazy) -> None:
     images = _engine_images(n, now)
     lazy.say(f"engine: built {n:,} images in memory ({time.perf_counter() - t0:.1f} s)")
     families = len({i.tags.get(f"{settings.tag_prefix}:family") for i in images})
-    refs = {images[k].image_id: [] for k in range(0, n, 97)}
+    refs = {images[k].image_id: checked_unused() for k in range(0, n, 97)}
 
     t0 = time.perf_counter()
     decisions = retention.decide_all(images, settings, now, refs, harness.ACCOUNT)

@@ -116,7 +116,9 @@ def floor(images: int, candidates: int, retired: int, resources: dict[str, int])
     if candidates:
         by_references = math.ceil(candidates / 10)
         templates = resources["launch_templates"]
-        by_listing = 1 + math.ceil(max(1, templates) / 200) + templates
+        # Listing covers what DescribeImageReferences covers: + DescribeParameters, ListImageRecipes,
+        # ListContainerRecipes (one empty page each here).
+        by_listing = 1 + math.ceil(max(1, templates) / 200) + templates + 3
         if by_references <= by_listing:
             f["DescribeImageReferences"] = by_references
             way = f"image-references ({by_references} calls vs {by_listing} listing)"
@@ -124,8 +126,10 @@ def floor(images: int, candidates: int, retired: int, resources: dict[str, int])
             f["DescribeInstances"] = 1
             f["DescribeLaunchTemplates"] = math.ceil(max(1, templates) / 200)
             f["DescribeLaunchTemplateVersions"] = templates
+            f["DescribeParameters"] = f["ListImageRecipes"] = f["ListContainerRecipes"] = 1
             way = f"resource-listing ({by_listing} calls vs {by_references} DescribeImageReferences)"
         f["DescribeLaunchConfigurations"] = 1
+        f["DescribeImageAttribute"] = candidates  # launch permissions of each candidate (all available here)
     else:
         way = "none (no candidates)"
     return f, way

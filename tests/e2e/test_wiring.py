@@ -52,7 +52,10 @@ def test_every_template_parameter_reaches_the_functions_as_a_validated_setting(s
         "DryRun",
         "ManageNewImages",
         "AlarmEmail",
+        "KeepIfLaunchedWithin",
+        "SharedImageCheck",
     }
+    assert settings.keep_if_launched_within == "7d" and settings.shared_image_check == "strict"
 
 
 def test_the_rule_pattern_matches_ami_events_and_nothing_else(stack: LocalStack, event: Any) -> None:

@@ -309,16 +309,19 @@ def test_many_candidates_and_few_templates_list_the_resources_instead(
     moto_aws: None, settings: Settings, now: datetime
 ) -> None:
     ec2 = client("ec2")
-    ids = [managed(ec2, f"bulk-{n}", now) for n in range(21)]
+    ids = [managed(ec2, f"bulk-{n}", now) for n in range(61)]
     ec2.run_instances(ImageId=ids[0], MinCount=1, MaxCount=1)
     motoext.reset_calls()
     report = run(settings, now, regions=[EAST], dry_run=True)
     note = report.regions[EAST].notes["in_use_check"]
-    # 3 DescribeImageReferences calls versus DescribeInstances + DescribeLaunchTemplates (no templates).
-    assert note["way"] == "resource-listing" and note["image_references_calls"] == 3
+    # 7 DescribeImageReferences calls versus 5 listing calls (no templates): DescribeInstances,
+    # DescribeLaunchTemplates, DescribeParameters, ListImageRecipes, ListContainerRecipes.
+    assert note["way"] == "resource-listing" and note["image_references_calls"] == 7
     assert motoext.calls()["DescribeImageReferences"] == 0
+    # Every source answered, by listing: none is left unverified.
+    assert all(answer["answered"] for answer in note["sources"].values()), note["sources"]
     assert entries(report)[ids[0]]["reason"] == "in-use"
-    assert report.totals.retired == 20
+    assert report.totals.retired == 60
 
 
 def test_when_describe_image_references_fails_the_resources_are_listed(
@@ -487,8 +490,15 @@ def orphans(moto_aws: None, now: datetime) -> Orphans:
         snap = backend(EAST).snapshots[snapshot_id]
         snap.start_time = snap.start_time - timedelta(days=days)
 
-    def deregistered(name: str, *, is_managed: bool = True, old: bool = True) -> tuple[str, str]:
-        image_id = managed(ec2, name, now, expired=False) if is_managed else create_image(ec2, name)
+    def deregistered(
+        name: str,
+        *,
+        is_managed: bool = True,
+        old: bool = True,
+        expired: bool = True,
+        tags: dict[str, str | None] | None = None,
+    ) -> tuple[str, str]:
+        image_id = managed(ec2, name, now, expired=expired, tags=tags) if is_managed else create_image(ec2, name)
         snapshot = snapshot_of(EAST, image_id)
         ec2.deregister_image(ImageId=image_id)  # without its snapshots: console, an older tool, ...
         if old:
@@ -499,6 +509,10 @@ def orphans(moto_aws: None, now: datetime) -> Orphans:
     in_bin_image, in_bin = deregistered("in-the-recycle-bin")
     _, young = deregistered("young", old=False)  # younger than the grace period
     _, unmanaged = deregistered("unmanaged", is_managed=False)  # no P:managed tag
+    _, held = deregistered("held", tags={f"{P}:hold": "true"})  # a hold on the snapshot: never deleted
+    _, bad_hold = deregistered("bad-hold", tags={f"{P}:hold": "maybe"})  # unreadable hold: kept
+    _, future = deregistered("future", expired=False)  # P:expires-at still ahead: kept
+    _, forever = deregistered("forever", tags={f"{P}:expires-at": None, f"{P}:retention": "forever"})
     still_used_image = managed(ec2, "still-used", now, expired=False)
     still_used = snapshot_of(EAST, still_used_image)
     register_on(ec2, "unmanaged-user", still_used)  # an unmanaged image uses it
@@ -511,7 +525,9 @@ def orphans(moto_aws: None, now: datetime) -> Orphans:
         TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": f"{P}:managed", "Value": "true"}]}],
     )["SnapshotId"]
     age(manual)
-    return Orphans(orphan, gone, in_bin, in_bin_image, {young, unmanaged, still_used, manual})
+    return Orphans(
+        orphan, gone, in_bin, in_bin_image, {young, unmanaged, still_used, manual, held, bad_hold, future, forever}
+    )
 
 
 def test_only_orphaned_managed_snapshots_are_deleted(

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from ami_lifecycle.ec2 import Reference
-from ami_lifecycle.model import Image
+from ami_lifecycle.evidence import checked_unused
+from ami_lifecycle.model import Image, Reference
 from ami_lifecycle.retention import (
     KEEP_PRIORITY,
     FamilyRank,
@@ -58,7 +58,7 @@ def image(tags: dict[str, str | None] | None = None, *, managed: bool = True, **
 
 
 def run(img: Image, rank: FamilyRank | None = LONE, refs: list[Reference] | None = None, **kw: Any) -> Any:
-    return decide(img, rank, [] if refs is None else refs, kw.pop("settings", SETTINGS), NOW, ACCOUNT)
+    return decide(img, rank, checked_unused([] if refs is None else refs), kw.pop("settings", SETTINGS), NOW, ACCOUNT)
 
 
 # ---------------------------------------------------------------- the rule, condition by condition
@@ -226,13 +226,15 @@ def family(n: int, **tags: str) -> list[Image]:
 
 
 def retired(images: list[Image], settings: Settings = SETTINGS) -> set[str]:
-    decisions = decide_all(images, settings, NOW, references={}, account_id=ACCOUNT)
+    decisions = decide_all(
+        images, settings, NOW, usage={i.image_id: checked_unused() for i in images}, account_id=ACCOUNT
+    )
     return {i for i, d in decisions.items() if d.retire}
 
 
 def test_the_newest_of_a_family_is_kept_by_default() -> None:
     imgs = family(3)
-    decisions = decide_all(imgs, SETTINGS, NOW, references={}, account_id=ACCOUNT)
+    decisions = decide_all(imgs, SETTINGS, NOW, usage={i.image_id: checked_unused() for i in imgs}, account_id=ACCOUNT)
     assert decisions[imgs[0].image_id].reason == Reason.KEEP_LATEST
     assert "#1 newest of the 3 images of family 'web'" in decisions[imgs[0].image_id].detail
     assert retired(imgs) == {imgs[1].image_id, imgs[2].image_id}
@@ -277,7 +279,7 @@ def test_when_a_family_disagrees_the_largest_n_applies() -> None:
 def test_an_unparseable_keep_latest_keeps_the_whole_family() -> None:
     imgs = family(3)
     imgs[2] = image({f"{P}:family": "web", f"{P}:keep-latest": "three"}, creation_date=imgs[2].creation_date)
-    decisions = decide_all(imgs, SETTINGS, NOW, references={}, account_id=ACCOUNT)
+    decisions = decide_all(imgs, SETTINGS, NOW, usage={i.image_id: checked_unused() for i in imgs}, account_id=ACCOUNT)
     assert not any(d.retire for d in decisions.values())
     assert decisions[imgs[1].image_id].reason == Reason.BAD_TAG
     assert imgs[2].image_id in decisions[imgs[1].image_id].detail
@@ -304,7 +306,7 @@ def test_unmanaged_foreign_and_pending_images_do_not_count_in_the_family() -> No
     newer_pending = image({f"{P}:family": "web"}, state="pending", creation_date=NOW)
     newer_other_account = image({f"{P}:family": "web"}, owner_id="210987654321", creation_date=NOW)
     imgs = [old, newer_unmanaged, newer_foreign, newer_pending, newer_other_account]
-    decisions = decide_all(imgs, SETTINGS, NOW, references={}, account_id=ACCOUNT)
+    decisions = decide_all(imgs, SETTINGS, NOW, usage={i.image_id: checked_unused() for i in imgs}, account_id=ACCOUNT)
     assert decisions[old.image_id].reason == Reason.KEEP_LATEST
     assert not any(d.retire for d in decisions.values())
 
@@ -323,7 +325,7 @@ def test_ties_in_creation_date_are_ranked_deterministically() -> None:
 
 
 def test_an_unranked_managed_image_is_kept() -> None:
-    d = decide(image(), None, [], SETTINGS, NOW, ACCOUNT)
+    d = decide(image(), None, checked_unused(), SETTINGS, NOW, ACCOUNT)
     assert d.reason == Reason.KEEP_LATEST and "not been ranked" in d.detail
 
 
@@ -449,7 +451,7 @@ def _expired(img: Image) -> bool:
 def test_property_an_image_failing_any_condition_is_never_retired(
     img: Image, refs: list[Reference] | None, rank: FamilyRank | None
 ) -> None:
-    d = decide(img, rank, refs, SETTINGS, NOW, ACCOUNT)
+    d = decide(img, rank, None if refs is None else checked_unused(refs), SETTINGS, NOW, ACCOUNT)
     tags = img.tags
     held = _true(tags.get(f"{P}:hold"))
     in_use = bool(refs)

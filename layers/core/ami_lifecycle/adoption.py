@@ -159,7 +159,8 @@ def _lifecycle_tags(
         k: v for k, v in want.items() if tags.get(k) != v and (k in (keys.error, keys.managed) or k not in tags)
     }
     # The image's full lifecycle tag set after this change, mirrored onto its snapshots.
-    full = {k: v for k, v in tags.items() if keys.is_lifecycle_key(k) and k not in remove}
+    # P:hold stays where the user put it: the tool never writes it (IAM denies it), not onto snapshots.
+    full = {k: v for k, v in tags.items() if keys.is_lifecycle_key(k) and k not in remove and k != keys.hold}
     full.update(image_tags)
 
     deprecate_at = None

@@ -58,7 +58,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 
 from .adoption import Adoption, decide_adoption, foreign_manager
 from .clients import Aws
-from .ec2 import AutoScaling, Ec2
+from .ec2 import Ec2, RegionGateways
+from .evidence import checked_unused
 from .model import Image
 from .observability import count, logger
 from .replication import CopyRequest, is_copy, plan_copies, send_copy_requests
@@ -116,8 +117,16 @@ class BackfillRequest(BaseModel):
     actions: list[Action] | None = Field(default=None, min_length=1, max_length=3)
     regions: list[str] | None = Field(default=None, min_length=1, max_length=50)
     image_ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_IMAGE_IDS)
-    dry_run: StrictBool | None = None
+    dry_run: StrictBool | None = None  # None: absent, i.e. a dry run (an explicit null is refused)
     continuation: Cursor | None = None
+
+    @field_validator("dry_run", mode="before")
+    @classmethod
+    def _dry_run(cls, v: Any) -> Any:
+        # Runs only for a dry_run the payload states: `"dry_run": null` must not pass for absent.
+        if v is None:
+            raise ValueError("dry_run must be true or false")
+        return v
 
     @field_validator("regions")
     @classmethod
@@ -166,16 +175,22 @@ def parse_request(event: Any, settings: Settings) -> BackfillRequest:
 
 
 def _problems(e: ValidationError) -> str:
+    """One readable line, short whatever the payload: keys, values and the number of problems are clipped."""
     out = []
     for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "payload"
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        loc = ".".join(str(p)[:40] for p in err["loc"] if not isinstance(p, int)) or "payload"
+        msg = str(err["msg"]).removeprefix("Value error, ")[:200]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (allowed: actions, regions, image_ids, dry_run)"
         elif err["type"] == "literal_error":
-            msg = f"unknown action {err.get('input')!r} (allowed: tag, replicate, retire)"
+            given = err.get("input")
+            shown = repr(given[:40]) if isinstance(given, str) else f"of type {type(given).__name__}"
+            msg = f"unknown action {shown} (allowed: tag, replicate, retire)"
         out.append(f"{loc}: {msg}")
-    return "; ".join(dict.fromkeys(out))
+    unique = list(dict.fromkeys(out))
+    more = f"; and {len(unique) - 5} more" if len(unique) > 5 else ""
+    text = "; ".join(unique[:5]) + more
+    return text if len(text) <= 850 else text[:849] + "…"
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -445,6 +460,16 @@ class Backfill:
             self._finish_entries(out, done, actions)
             return offset + len(done), selected[-1].image_id if selected else after
         self.progress(f"{region}: retention sweep ({'dry run' if dry_run else 'for real'})")
+        if not dry_run and "tag" in actions:
+            # Retire from what EC2 holds, never from the tags this run meant to write: an image whose
+            # tagging failed (refused, throttled, too many tags) is not managed and is not retired.
+            try:
+                projected = list(ec2.iter_images())
+            except (ClientError, BotoCoreError) as exc:
+                out.fail(f"re-reading the images after tagging: {_describe_error(exc)}")
+                self._finish_entries(out, done, actions)
+                return None
+            out.notes["reread_after_tagging"] = len(projected)
         try:
             self._retire(ec2, region, projected, work, wanted, dry_run, out, snapshots)
         except OutOfTime:  # the entries so far are merged; the follow-up sweeps the region again
@@ -547,11 +572,11 @@ class Backfill:
             # A copy carries the same expiry: copy an expired image only when it is kept for a reason a
             # copy shares (the newest of its family, a hold), never one the sweep retires or keeps for
             # a local reason (in use here, protected here).
-            d = decide(image, ranks.get(image.image_id), (), self.settings, self.now, self.account_id)
+            d = decide(image, ranks.get(image.image_id), checked_unused(), self.settings, self.now, self.account_id)
             if not {"keep-latest", "hold"} & {str(b.reason) for b in d.blockers}:
                 e.actions.append(f"not copied: expired at {format_instant(expiry.at)}")
                 return
-        plan = plan_copies(image, self.settings, lifecycle_tags(image, self.settings))
+        plan = plan_copies(image, self.settings, lifecycle_tags(image, self.settings), known_regions())
         if plan.error:
             e.errors.append(plan.error)
             out.totals.errors += 1
@@ -623,11 +648,9 @@ class Backfill:
     ) -> None:
         """The sweep of the region over the projected images, merged into the backfill's entries."""
         swept = RegionReport(region)
-        autoscaling = AutoScaling(self.aws.client("autoscaling", region), region)
         try:
             sweep_region(
-                ec2,
-                autoscaling,
+                RegionGateways.of(self.aws, region),
                 self.settings,
                 self.now,
                 swept,
@@ -639,7 +662,7 @@ class Backfill:
                 snapshots=list(snapshots.values()),
             )
         finally:
-            self._merge(swept, work, out, snapshots)
+            self._merge(swept, work, out, snapshots, {image.image_id: image for image in projected})
 
     def _merge(
         self,
@@ -647,8 +670,10 @@ class Backfill:
         work: Mapping[str, _Work],
         out: RegionReport,
         snapshots: Mapping[str, Mapping[str, Any]],
+        decided_on: Mapping[str, Image],
     ) -> None:
-        """Fold the sweep's entries and totals into the backfill's: one entry per image worked on."""
+        """Fold the sweep's entries and totals into the backfill's: one entry per image worked on.
+        `decided_on`: the images as the retire step saw them (re-read from EC2 after a real tag step)."""
         sweep_totals = swept.totals
         by_id = {e.image_id: e for e in swept.images}
         mine = out.totals  # tagged, copies requested, deprecations set and errors of the tag/replicate steps
@@ -657,7 +682,8 @@ class Backfill:
             swept_entry = by_id.get(w.image.image_id)
             if swept_entry is None:
                 # Not managed, even after tagging: the sweep never looks at it. Say why it is kept.
-                d = decide(w.projection.image, None, (), self.settings, self.now, self.account_id)
+                seen = decided_on.get(w.image.image_id, w.projection.image)
+                d = decide(seen, None, checked_unused(), self.settings, self.now, self.account_id)
                 entry = w.entry
                 entry.decision, entry.reason, entry.detail = d.action, str(d.reason), d.detail
                 entry.outcome = "failed" if entry.errors else "kept"

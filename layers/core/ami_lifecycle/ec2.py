@@ -13,7 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .model import Image
+from .evidence import LaunchPermissions, UsageEntry, UsageReport
+from .model import Image, Reference
 
 # Error codes that mean "the image is not there (any more)".
 NOT_FOUND_CODES = frozenset({"InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"})
@@ -37,6 +38,12 @@ REFERENCES_BATCH = 10
 RECYCLE_BIN_BATCH = 20
 # CreateTags accepts up to 1000 resource ids per call.
 CREATE_TAGS_BATCH = 1000
+# DescribeImageUsageReports / ...Entries accept at most 200 image or report ids per call.
+USAGE_REPORT_BATCH = 200
+# GetParameters accepts at most 10 names per call; DescribeParameters returns at most 50 per page.
+GET_PARAMETERS_BATCH = 10
+# A launch template version-depth that covers every version (DescribeImageReferences allows 1..10000).
+ALL_VERSIONS = "10000"
 
 
 def error_code(exc: BaseException) -> str:
@@ -47,18 +54,6 @@ def error_code(exc: BaseException) -> str:
 
 def is_throttle(exc: BaseException) -> bool:
     return error_code(exc) in THROTTLE_CODES
-
-
-@dataclass(frozen=True)
-class Reference:
-    """Something that uses an image: a resource type (`ec2:Instance`, `ec2:LaunchTemplate`,
-    `ssm:Parameter`, `autoscaling:LaunchConfiguration`, ...) and its id or ARN."""
-
-    resource_type: str
-    resource: str
-
-    def __str__(self) -> str:
-        return f"{self.resource_type} {self.resource}"
 
 
 class Ec2:
@@ -209,6 +204,81 @@ class Ec2:
                 found.update(i["ImageId"] for i in page.get("Images", []))
         return found
 
+    def launch_permissions(self, image: Image) -> LaunchPermissions:
+        """Who may launch the image: DescribeImageAttribute(launchPermission), one call."""
+        resp = self.client.describe_image_attribute(ImageId=image.image_id, Attribute="launchPermission")
+        accounts, orgs, units = [], [], []
+        public = image.public
+        for p in resp.get("LaunchPermissions") or []:
+            if p.get("UserId"):
+                accounts.append(str(p["UserId"]))
+            if p.get("OrganizationArn"):
+                orgs.append(str(p["OrganizationArn"]))
+            if p.get("OrganizationalUnitArn"):
+                units.append(str(p["OrganizationalUnitArn"]))
+            if p.get("Group") == "all":
+                public = True
+        return LaunchPermissions(tuple(accounts), tuple(orgs), tuple(units), public)
+
+    def usage_reports(self, image_ids: Sequence[str]) -> list[UsageReport]:
+        """The AMI usage reports of these images (DescribeImageUsageReports, 200 ids per call)."""
+        ids = list(dict.fromkeys(image_ids))
+        found: list[UsageReport] = []
+        paginator = self.client.get_paginator("describe_image_usage_reports")
+        for start in range(0, len(ids), USAGE_REPORT_BATCH):
+            for page in paginator.paginate(ImageIds=ids[start : start + USAGE_REPORT_BATCH]):
+                for r in page.get("ImageUsageReports", []):
+                    found.append(
+                        UsageReport(
+                            report_id=str(r.get("ReportId", "")),
+                            image_id=str(r.get("ImageId", "")),
+                            state=str(r.get("State", "")),
+                            created=_aware(r.get("CreationTime")),
+                            account_ids=tuple(str(a) for a in r.get("AccountIds") or ()),
+                            state_reason=str(r.get("StateReason", "")),
+                        )
+                    )
+        return found
+
+    def usage_report_entries(self, report_ids: Sequence[str]) -> dict[str, list[UsageEntry]]:
+        """The entries of these usage reports, by report id (every report asked for has a list)."""
+        ids = list(dict.fromkeys(report_ids))
+        found: dict[str, list[UsageEntry]] = {i: [] for i in ids}
+        paginator = self.client.get_paginator("describe_image_usage_report_entries")
+        for start in range(0, len(ids), USAGE_REPORT_BATCH):
+            for page in paginator.paginate(ReportIds=ids[start : start + USAGE_REPORT_BATCH]):
+                for e in page.get("ImageUsageReportEntries", []):
+                    entry = UsageEntry(
+                        report_id=str(e.get("ReportId", "")),
+                        image_id=str(e.get("ImageId", "")),
+                        account_id=str(e.get("AccountId", "")),
+                        resource_type=str(e.get("ResourceType", "")),
+                        usage_count=int(e.get("UsageCount") or 0),
+                    )
+                    found.setdefault(entry.report_id, []).append(entry)
+        return found
+
+    def create_usage_report(self, image_id: str, client_token: str) -> str:
+        """CreateImageUsageReport over every account, instances and every launch template version."""
+        resp = self.client.create_image_usage_report(
+            ImageId=image_id,
+            ResourceTypes=[
+                {"ResourceType": "ec2:Instance"},
+                {
+                    "ResourceType": "ec2:LaunchTemplate",
+                    "ResourceTypeOptions": [{"OptionName": "version-depth", "OptionValues": ["10000"]}],
+                },
+            ],
+            ClientToken=client_token,
+        )
+        return str(resp["ReportId"])
+
+    def snapshot_shared(self, snapshot_id: str) -> bool:
+        """Whether a snapshot grants createVolumePermission to anyone (another account may have
+        registered an image on it)."""
+        resp = self.client.describe_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission")
+        return bool(resp.get("CreateVolumePermissions"))
+
     def image_references(self, image_ids: Sequence[str]) -> dict[str, list[Reference]]:
         """DescribeImageReferences over every resource type it knows (instances, every launch template
         version, SSM parameters, Image Builder recipes), in batches of 10 image ids."""
@@ -223,7 +293,7 @@ class Ec2:
                     {"ResourceType": "ec2:Instance"},
                     {
                         "ResourceType": "ec2:LaunchTemplate",
-                        "ResourceTypeOptions": [{"OptionName": "version-depth", "OptionValues": ["10000"]}],
+                        "ResourceTypeOptions": [{"OptionName": "version-depth", "OptionValues": [ALL_VERSIONS]}],
                     },
                     {"ResourceType": "ssm:Parameter"},
                     {"ResourceType": "imagebuilder:ImageRecipe"},
@@ -281,6 +351,62 @@ class Ec2:
         return used
 
 
+def _aware(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return None
+
+
+class Ssm:
+    """SSM parameters of data type `aws:ec2:image` (the ones EC2 validates as AMI ids and that
+    launch templates and Auto Scaling resolve): DescribeParameters (50 per page), then their values
+    with GetParameters (10 names per call)."""
+
+    def __init__(self, client: Any, region: str) -> None:
+        self.client = client
+        self.region = region
+
+    def image_parameters(self) -> dict[str, list[Reference]]:
+        names: list[str] = []
+        paginator = self.client.get_paginator("describe_parameters")
+        pages = paginator.paginate(
+            ParameterFilters=[{"Key": "DataType", "Option": "Equals", "Values": ["aws:ec2:image"]}],
+            PaginationConfig={"PageSize": 50},
+        )
+        for page in pages:
+            names.extend(str(p["Name"]) for p in page.get("Parameters", []) if p.get("Name"))
+        used: dict[str, list[Reference]] = {}
+        for start in range(0, len(names), GET_PARAMETERS_BATCH):
+            resp = self.client.get_parameters(Names=names[start : start + GET_PARAMETERS_BATCH])
+            for p in resp.get("Parameters", []):
+                value = str(p.get("Value") or "").strip()
+                if value.startswith("ami-"):
+                    used.setdefault(value, []).append(Reference("ssm:Parameter", str(p.get("ARN") or p["Name"])))
+        return used
+
+
+class ImageBuilder:
+    """Image Builder recipes of the account whose parent image is an AMI: ListImageRecipes and
+    ListContainerRecipes (owner Self; the container recipe summary carries its `instanceImage`)."""
+
+    def __init__(self, client: Any, region: str) -> None:
+        self.client = client
+        self.region = region
+
+    def recipe_image_ids(self) -> dict[str, list[Reference]]:
+        used: dict[str, list[Reference]] = {}
+        for operation, key, field, kind in (
+            ("list_image_recipes", "imageRecipeSummaryList", "parentImage", "imagebuilder:ImageRecipe"),
+            ("list_container_recipes", "containerRecipeSummaryList", "instanceImage", "imagebuilder:ContainerRecipe"),
+        ):
+            for page in self.client.get_paginator(operation).paginate(owner="Self"):
+                for recipe in page.get(key, []):
+                    image_id = str(recipe.get(field) or "").strip()
+                    if image_id.startswith("ami-"):
+                        used.setdefault(image_id, []).append(Reference(kind, str(recipe.get("arn", "?"))))
+        return used
+
+
 class AutoScaling:
     """Launch configurations still pin images (ASGs with launch templates are covered by the
     launch-template check, which looks at every version)."""
@@ -299,3 +425,25 @@ class AutoScaling:
                         Reference("autoscaling:LaunchConfiguration", lc["LaunchConfigurationName"])
                     )
         return used
+
+
+@dataclass(frozen=True)
+class RegionGateways:
+    """The gateways one region's sweep needs, over the clients of one account."""
+
+    region: str
+    ec2: Ec2
+    autoscaling: AutoScaling
+    ssm: Ssm
+    imagebuilder: ImageBuilder
+
+    @classmethod
+    def of(cls, aws: Any, region: str) -> RegionGateways:
+        """`aws`: a `clients.Aws` (anything with `client(service, region)`)."""
+        return cls(
+            region,
+            Ec2(aws.client("ec2", region), region),
+            AutoScaling(aws.client("autoscaling", region), region),
+            Ssm(aws.client("ssm", region), region),
+            ImageBuilder(aws.client("imagebuilder", region), region),
+        )

@@ -15,6 +15,7 @@ from .clients import Aws
 from .ec2 import Ec2
 from .events import AmiStateChange, BadEvent, parse_ami_event
 from .observability import count, logger
+from .regions import known_regions
 from .replication import plan_copies, send_copy_requests
 from .settings import Settings
 from .tagging import tag_image_by_id
@@ -85,7 +86,7 @@ def _on_available(
         return outcome
     lifecycle = {k: v for k, v in result.image.tags.items() if settings.keys.is_lifecycle_key(k)}
     lifecycle.update(result.tags_written)
-    plan = plan_copies(result.image, settings, lifecycle)
+    plan = plan_copies(result.image, settings, lifecycle, known_regions())
     outcome.copy_notes = list(plan.skipped)
     if plan.error:
         outcome.copy_notes.append(plan.error)

@@ -10,6 +10,18 @@ from .tags import TagError, parse_aws_time
 
 
 @dataclass(frozen=True)
+class Reference:
+    """Something that uses an image: a resource type (`ec2:Instance`, `ec2:LaunchTemplate`,
+    `ssm:Parameter`, `autoscaling:LaunchConfiguration`, ...) and its id or ARN."""
+
+    resource_type: str
+    resource: str
+
+    def __str__(self) -> str:
+        return f"{self.resource_type} {self.resource}"
+
+
+@dataclass(frozen=True)
 class Image:
     image_id: str
     region: str
@@ -29,6 +41,9 @@ class Image:
     source_image_id: str | None = None
     source_region: str | None = None
     public: bool = False
+    # When anyone last launched an instance from it (DescribeImages `LastLaunchedTime`, reported by
+    # EC2 with up to 24 hours of delay); None when never launched or not reported.
+    last_launched_time: datetime | None = None
 
     @property
     def protected(self) -> bool:
@@ -58,6 +73,12 @@ class Image:
                 deprecation = parse_aws_time(data["DeprecationTime"])
             except TagError:
                 deprecation = None
+        last_launched = None
+        if data.get("LastLaunchedTime"):
+            try:
+                last_launched = parse_aws_time(str(data["LastLaunchedTime"]))
+            except TagError:
+                last_launched = None
         return cls(
             image_id=data["ImageId"],
             region=region,
@@ -76,4 +97,5 @@ class Image:
             source_image_id=data.get("SourceImageId"),
             source_region=data.get("SourceImageRegion"),
             public=bool(data.get("Public")),
+            last_launched_time=last_launched,
         )

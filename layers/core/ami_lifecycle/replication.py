@@ -56,8 +56,13 @@ class CopyRequest:
     @classmethod
     def from_json(cls, body: str) -> CopyRequest:
         """Parse and validate a queue message body. Raises ValueError (with a short, precise
-        message) for anything that is not a well-formed copy request."""
-        data = json.loads(body)
+        message) for anything that is not a well-formed copy request, and never anything else."""
+        if not isinstance(body, str | bytes | bytearray):
+            raise ValueError(f"copy request body is {'absent' if body is None else type(body).__name__}, not JSON text")
+        try:
+            data = json.loads(body)  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        except RecursionError:
+            raise ValueError("copy request is not a JSON object (nested too deeply)") from None
         if not isinstance(data, dict):
             raise ValueError("copy request is not a JSON object")
         unknown = set(data) - set(cls.__dataclass_fields__)
@@ -89,7 +94,20 @@ class CopyRequest:
             raise ValueError("copy request: kms_key_id is not a KMS key id, ARN or alias")
         if kms and not data.get("encrypted", False):
             raise ValueError("copy request: kms_key_id is set but encrypted is false")
+        # JSON may escape lone surrogates (`"\ud800"`): such a string cannot be sent to EC2 (nor hashed
+        # into the client token), so the request could never succeed.
+        texts = [v for v in data.values() if isinstance(v, str)] + [s for kv in tags.items() for s in kv]
+        if not all(_is_unicode(t) for t in texts):
+            raise ValueError("copy request: a text value is not valid Unicode (lone surrogate)")
         return cls(**data)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -144,7 +162,9 @@ def plan_copies(
         if done.get(region, "").startswith("ami-"):
             skipped.append(f"{region}: copy {done[region]} exists")
             continue
-        copy_tags = {k: v for k, v in lifecycle_tags.items() if k not in (keys.error, keys.copies, keys.replicate_to)}
+        # P:hold is the user's alone: the tool never writes it (IAM denies it), not even onto a copy.
+        skipped_keys = (keys.error, keys.copies, keys.replicate_to, keys.hold)
+        copy_tags = {k: v for k, v in lifecycle_tags.items() if k not in skipped_keys}
         copy_tags[keys.managed] = "true"
         copy_tags[keys.source_image] = image.image_id
         copy_tags[keys.source_region] = image.region

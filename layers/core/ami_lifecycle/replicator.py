@@ -25,6 +25,8 @@ Outcomes and what happens to the message:
   permissions, ...): recorded on the source (`region=failed` in `P:copies`, the reason in
   `P:error`) and reported as a failure, retried after `FAILED_RETRY_SECONDS` until SQS moves it to
   the dead-letter queue after the queue's maxReceiveCount;
+- refused (the target is not an AWS region): recorded on the source as a failure, and the message
+  is deleted: no retry can succeed;
 - a malformed body can never succeed: it is logged, made visible again at once and reaches the
   dead-letter queue after maxReceiveCount receives;
 - any other error is logged and re-raised: the message comes back after the queue's visibility
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +49,7 @@ from .clients import Aws
 from .ec2 import COPY_LIMIT_CODES, Ec2, error_code, is_throttle
 from .model import Image
 from .observability import count, logger
+from .regions import known_regions
 from .replication import CopyRequest
 from .settings import Settings
 from .tags import MAX_TAG_VALUE, TagError, clip, is_region_name, parse_instant
@@ -176,7 +179,7 @@ def describe_error(exc: BaseException) -> str:
 class CopyOutcome:
     """What became of one copy request."""
 
-    status: str  # "started", "already present", "skipped", "deferred", "unconfirmed", "failed"
+    status: str  # "started", "already present", "skipped", "deferred", "unconfirmed", "failed", "refused"
     reason: str
     source_image_id: str
     source_region: str
@@ -226,6 +229,12 @@ class Replicator:
             logger.info("copy skipped: the image's own region")
             count("CopiesSkipped")
             return outcome("skipped", "the target is the image's own region: an image is never copied into it")
+        if target not in known_regions():
+            # It can never succeed: recorded as failed on the source (reason in P:error), and the
+            # message is deleted instead of being retried into the dead-letter queue.
+            refused = self._failed(request, f"{target} is not an AWS region: no copy made")
+            count("CopiesRefused")
+            return replace(refused, status="refused")
         dst = Ec2(self.aws.ec2(target), target)
 
         # 1. Existence: is there a copy of this source in the target region already?

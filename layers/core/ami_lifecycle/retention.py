@@ -24,6 +24,14 @@ The conditions, each a reason code an image can be kept for:
 - ``protected``: deregistration protection is on (or in its cooldown).
 - ``in-use``: an instance, launch template version, launch configuration, SSM parameter or
   Image Builder recipe references it (the references are named).
+- ``recently-launched``: someone launched an instance from it within ``KeepIfLaunchedWithin``
+  (``LastLaunchedTime`` from DescribeImages).
+- ``unverified``: a source that could reference it (instances, launch templates, launch
+  configurations, SSM parameters, Image Builder recipes) did not answer in this run (failed,
+  throttled past its retries, not permitted): "could not check" is never "unused".
+- ``shared-in-use``: a consumer account the image is shared with uses it.
+- ``shared-unverified``: it is shared and a consumer could not be checked (yet): a usage report is
+  pending or was just requested, or launch permissions could not be read.
 - ``unchecked``: nothing has checked yet whether it is in use: never retired on that basis.
 
 Expiry. ``P:expires-at`` decides when present (a user's value wins over ``P:retention``);
@@ -50,8 +58,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from .adoption import MAX_DEPRECATION_AHEAD, foreign_manager
-from .ec2 import Reference
-from .model import Image
+from .evidence import ShareState, Usage
+from .model import Image, Reference
 from .settings import Settings
 from .tags import (
     TagError,
@@ -85,6 +93,10 @@ class Reason(StrEnum):
     KEEP_LATEST = "keep-latest"
     PROTECTED = "protected"
     IN_USE = "in-use"
+    RECENTLY_LAUNCHED = "recently-launched"
+    SHARED_IN_USE = "shared-in-use"
+    UNVERIFIED = "unverified"
+    SHARED_UNVERIFIED = "shared-unverified"
     UNCHECKED = "unchecked"
 
 
@@ -100,6 +112,10 @@ KEEP_PRIORITY: tuple[Reason, ...] = (
     Reason.KEEP_LATEST,
     Reason.PROTECTED,
     Reason.IN_USE,
+    Reason.SHARED_IN_USE,
+    Reason.RECENTLY_LAUNCHED,
+    Reason.UNVERIFIED,
+    Reason.SHARED_UNVERIFIED,
     Reason.UNCHECKED,
 )
 
@@ -134,7 +150,11 @@ class Decision:
     @property
     def awaits_reference_check(self) -> bool:
         """Every other condition holds: only the in-use check is missing."""
-        return not self.retire and [b.reason for b in self.blockers] == [Reason.UNCHECKED]
+        reasons = {b.reason for b in self.blockers}
+        # A recently launched image is checked too: "in use by i-0abc" says more than a launch time.
+        return (
+            not self.retire and Reason.UNCHECKED in reasons and reasons <= {Reason.UNCHECKED, Reason.RECENTLY_LAUNCHED}
+        )
 
 
 @dataclass(frozen=True)
@@ -270,13 +290,14 @@ def rank_families(images: Iterable[Image], settings: Settings, account_id: str |
 def decide(
     image: Image,
     rank: FamilyRank | None,
-    references: Sequence[Reference] | None,
+    usage: Usage | None,
     settings: Settings,
     now: datetime,
     account_id: str | None = None,
 ) -> Decision:
     """Retire or keep one image. `rank` comes from `rank_families` over every image of the region;
-    `references` None means the in-use check has not been made (the image is then never retired)."""
+    `usage` None means the in-use check has not been made (the image is then never retired); a
+    `Usage` with unanswered sources or an unverified sharing keeps it too."""
     keys = settings.keys
     tags = image.tags
     blockers: list[Blocker] = []
@@ -341,11 +362,28 @@ def decide(
     if image.protected:
         keep(Reason.PROTECTED, f"deregistration protection is {image.deregistration_protection}")
 
-    if references is None:
-        if not blockers:
+    launched = image.last_launched_time
+    window = settings.launched_within
+    if window and launched is not None and now - launched < window:
+        keep(
+            Reason.RECENTLY_LAUNCHED,
+            f"last launched at {format_instant(launched)}, within {settings.keep_if_launched_within}",
+        )
+
+    references: Sequence[Reference] = ()
+    if usage is None:
+        if all(b.reason is Reason.RECENTLY_LAUNCHED for b in blockers):
             keep(Reason.UNCHECKED, "not yet checked for use by instances, launch templates or configurations")
-    elif references:
-        keep(Reason.IN_USE, "used by " + describe_references(references))
+    else:
+        references = usage.references
+        if references:
+            keep(Reason.IN_USE, "used by " + describe_references(references))
+        if usage.unverified:
+            keep(Reason.UNVERIFIED, "not proven unused: no answer from " + "; ".join(usage.unverified))
+        if usage.sharing.state is ShareState.IN_USE:
+            keep(Reason.SHARED_IN_USE, usage.sharing.detail)
+        elif usage.sharing.state is ShareState.UNVERIFIED:
+            keep(Reason.SHARED_UNVERIFIED, usage.sharing.detail)
 
     family = rank.family if rank is not None else None
     if not blockers:
@@ -367,7 +405,7 @@ def decide(
         tuple(blockers),
         family=family,
         expires_at=expiry.at,
-        references=tuple(references or ()),
+        references=tuple(references),
     )
 
 
@@ -375,17 +413,17 @@ def decide_all(
     images: Sequence[Image],
     settings: Settings,
     now: datetime,
-    references: Mapping[str, Sequence[Reference]] | None = None,
+    usage: Mapping[str, Usage] | None = None,
     account_id: str | None = None,
 ) -> dict[str, Decision]:
-    """Rank and decide every image of one region. `references` (by image id) None: not checked;
-    an image missing from a given mapping has no references."""
+    """Rank and decide every image of one region. `usage` (by image id) None: not checked; an image
+    missing from a given mapping has not been checked either."""
     ranks = rank_families(images, settings, account_id)
     return {
         image.image_id: decide(
             image,
             ranks.get(image.image_id),
-            None if references is None else references.get(image.image_id, ()),
+            None if usage is None else usage.get(image.image_id),
             settings,
             now,
             account_id,

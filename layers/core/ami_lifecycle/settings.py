@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from functools import cached_property
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -39,6 +41,11 @@ class Settings(BaseModel):
     # Per destination region: how many copies this tool keeps in flight at once (AWS allows 50-100
     # concurrent copies per destination region; we stay under, and back off on ResourceLimitExceeded).
     max_copies_in_flight: int = Field(default=20, ge=1, le=100)
+    # KeepIfLaunchedWithin: an image anyone launched within this window is kept ("0d" disables).
+    keep_if_launched_within: str = "7d"
+    # SharedImageCheck: "strict" (every consumer of a shared image is checked), "managed-accounts"
+    # (consumers outside the managed accounts are not checked) or "off" (unsafe: shared = unshared).
+    shared_image_check: Literal["strict", "managed-accounts", "off"] = "strict"
 
     @field_validator("tag_prefix")
     @classmethod
@@ -56,6 +63,23 @@ class Settings(BaseModel):
         except TagError as e:
             raise ValueError(str(e)) from None
         return v
+
+    @field_validator("keep_if_launched_within")
+    @classmethod
+    def _launched_within(cls, v: str) -> str:
+        try:
+            retention = parse_retention(v)
+        except TagError as e:
+            raise ValueError(f"KeepIfLaunchedWithin: {e}") from None
+        if retention.forever or retention.years or retention.months:
+            raise ValueError(f"KeepIfLaunchedWithin: {v!r} is not <n>h, <n>d or <n>w")
+        return v
+
+    @cached_property
+    def launched_within(self) -> timedelta:
+        """KeepIfLaunchedWithin as a duration (zero: the check is off)."""
+        retention = parse_retention(self.keep_if_launched_within)
+        return timedelta(days=retention.days, seconds=retention.seconds)
 
     @field_validator("home_region")
     @classmethod
@@ -103,14 +127,17 @@ class Settings(BaseModel):
         env = os.environ if env is None else env
 
         def get(name: str, default: str = "") -> str:
-            return env.get(name, default).strip()
+            value = env.get(name, default)
+            if not isinstance(value, str):  # os.environ holds strings; a mapping passed in may not
+                raise ConfigError(f"{name}: {type(value).__name__} is not a string")
+            return value.strip()
 
         try:
             kms: dict[str, str] = {}
             for pair in _split(get("REPLICA_KMS_KEYS")):
                 region, sep, key = pair.partition("=")
                 if not sep or not key.strip():
-                    raise ConfigError(f"REPLICA_KMS_KEYS: {pair!r} is not region=kms-key-arn")
+                    raise ConfigError(f"REPLICA_KMS_KEYS: {pair[:80]!r} is not region=kms-key-arn")
                 kms[region.strip()] = key.strip()
             data: dict[str, object] = {
                 "home_region": get("AWS_REGION") or get("AWS_DEFAULT_REGION") or "us-east-1",
@@ -124,17 +151,36 @@ class Settings(BaseModel):
                 "manage_new_images": _bool(get("MANAGE_NEW_IMAGES", "true"), "MANAGE_NEW_IMAGES"),
                 "copy_queue_url": get("COPY_QUEUE_URL") or None,
             }
+            if get("KEEP_IF_LAUNCHED_WITHIN"):
+                data["keep_if_launched_within"] = get("KEEP_IF_LAUNCHED_WITHIN")
+            if get("SHARED_IMAGE_CHECK"):
+                data["shared_image_check"] = get("SHARED_IMAGE_CHECK")
             if get("MAX_COPIES_IN_FLIGHT"):
                 data["max_copies_in_flight"] = get("MAX_COPIES_IN_FLIGHT")
-            return cls.model_validate(data)
+            settings = cls.model_validate(data)
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            # Each problem is clipped: a validator's message may quote a (huge) variable's value.
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {str(err['msg'])[:200]}" for err in e.errors()
+            )
             raise ConfigError(f"invalid configuration: {problems}") from None
+        from .regions import known_regions  # botocore's endpoint data: the real region list
+
+        known = known_regions()
+        for name, regions in (
+            ("REPLICA_REGIONS", settings.replica_regions),
+            ("SWEEP_REGIONS", settings.sweep_regions_param),
+            ("REPLICA_KMS_KEYS", tuple(settings.replica_kms_keys)),
+        ):
+            unknown = [r for r in regions if r not in known]
+            if unknown:
+                raise ConfigError(f"{name}: not AWS regions: {', '.join(unknown)}")
+        return settings
 
 
 def _bool(value: str, name: str) -> bool:
     try:
         parsed = parse_bool(value)
     except TagError:
-        raise ConfigError(f"{name}: {value!r} is not true or false") from None
+        raise ConfigError(f"{name}: {value[:40]!r} is not true or false") from None
     return bool(parsed)

@@ -31,21 +31,38 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import single_metric
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from .clients import Aws
-from .ec2 import NOT_FOUND_CODES, REFERENCES_BATCH, AutoScaling, Ec2, Reference, error_code, is_throttle
-from .model import Image
+from .ec2 import NOT_FOUND_CODES, REFERENCES_BATCH, Ec2, RegionGateways, error_code, is_throttle
+from .evidence import (
+    IMAGE_REFERENCES_SOURCES,
+    NOT_SHARED,
+    Evidence,
+    LaunchPermissions,
+    ShareState,
+    Sharing,
+    Source,
+    SourceAnswer,
+    Usage,
+    UsageEntry,
+    UsageReport,
+    assess_sharing,
+    can_be_shared,
+    usable_report,
+    usage_of,
+)
+from .model import Image, Reference
 from .observability import MetricUnit, count, logger, metrics
+from .regions import known_regions, service_regions
 from .report import ImageEntry, RegionReport, Report
 from .retention import Decision, decide, deprecation_due, rank_families
 from .settings import Settings
-from .tags import format_instant, is_region_name
+from .tags import TagError, TagKeys, format_instant, is_region_name, parse_bool, parse_instant, parse_retention
 
 # Stop when less than this is left of the Lambda's time: enough to finish the call in flight,
 # write the report and invoke the follow-up.
@@ -80,6 +97,7 @@ class SweepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     regions: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    # None: absent, i.e. the stack's DryRun. An explicit `"dry_run": null` is refused by parse_request.
     dry_run: StrictBool | None = None
     source: Literal["schedule", "manual"] | None = None
     continuation: int = Field(default=0, ge=0, le=MAX_CHAIN)
@@ -87,16 +105,30 @@ class SweepRequest(BaseModel):
 
 def parse_request(event: Any, settings: Settings) -> SweepRequest:
     """Validate the payload. Raises BadRequest for unknown keys, wrong types, and regions that are
-    not AWS regions or not covered by this stack's sweep regions."""
+    not AWS regions or not covered by this stack's sweep regions, and nothing else whatever the input.
+
+    An absent `dry_run` means the stack's DryRun; an explicit `"dry_run": null` is refused, never
+    taken as "for real"."""
     if event is None:
         event = {}
     if not isinstance(event, Mapping):
         raise BadRequest(f"payload is a {type(event).__name__}, not a JSON object")
+    payload = dict(event)
+    problems: list[str] = []
+    if "dry_run" in payload and payload["dry_run"] is None:
+        problems.append("dry_run: dry_run must be true or false")
+    request: SweepRequest | None = None
     try:
-        request = SweepRequest.model_validate(dict(event))
+        request = SweepRequest.model_validate(payload)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in e.errors())
-        raise BadRequest(f"invalid sweep payload: {problems}") from None
+        # Locations and messages are clipped: an unknown key may be a megabyte long.
+        problems += [
+            f"{'.'.join(str(p)[:40] for p in err['loc']) or 'payload'}: {str(err['msg'])[:200]}" for err in e.errors()
+        ]
+    if problems or request is None:
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        message = f"invalid sweep payload: {'; '.join(problems[:5])}{more}"
+        raise BadRequest(message if len(message) <= 900 else message[:899] + "…")
     for region in request.regions or ():
         if region in settings.sweep_regions:
             continue
@@ -107,19 +139,6 @@ def parse_request(event: Any, settings: Settings) -> SweepRequest:
             f"(sweep regions: {', '.join(settings.sweep_regions)})"
         )
     return request
-
-
-@lru_cache(maxsize=1)
-def known_regions() -> frozenset[str]:
-    """Every region botocore knows, all partitions (offline: from its bundled endpoint data)."""
-    import boto3
-
-    session = boto3.session.Session()
-    return frozenset(
-        region
-        for partition in session.get_available_partitions()
-        for region in session.get_available_regions("ec2", partition_name=partition)
-    )
 
 
 # ---------------------------------------------------------------- time budget
@@ -171,12 +190,9 @@ def sweep(
             report.continuation = {"remaining_regions": regions[index:]}
             break
         out = report.region(region)
-        ec2 = Ec2(aws.ec2(region), region)
-        autoscaling = AutoScaling(aws.client("autoscaling", region), region)
         try:
             sweep_region(
-                ec2,
-                autoscaling,
+                RegionGateways.of(aws, region),
                 settings,
                 now,
                 out,
@@ -198,8 +214,7 @@ def sweep(
 
 
 def sweep_region(
-    ec2: Ec2,
-    autoscaling: AutoScaling,
+    gw: RegionGateways,
     settings: Settings,
     now: datetime,
     out: RegionReport,
@@ -220,6 +235,7 @@ def sweep_region(
     counts in its family's keep-latest ranking, and orphaned snapshots are then left alone.
     """
     budget = budget or Budget()
+    ec2 = gw.ec2
     keys = settings.keys
     if listing is None:
         images = list(ec2.iter_images(filters=[{"Name": f"tag:{keys.managed}", "Values": ["true"]}]))
@@ -230,18 +246,21 @@ def sweep_region(
         images = [image for image in images if image.image_id in only]
     by_id = {image.image_id: image for image in images}
 
-    def decide_one(image: Image, references: Sequence[Reference] | None) -> Decision:
-        return decide(image, ranks.get(image.image_id), references, settings, now, account_id)
+    def decide_one(image: Image, usage: Usage | None) -> Decision:
+        return decide(image, ranks.get(image.image_id), usage, settings, now, account_id)
 
     decisions = {image.image_id: decide_one(image, None) for image in images}
     candidates = [image_id for image_id, d in decisions.items() if d.awaits_reference_check]
     if candidates:
         budget.check()
-        references, out.notes["in_use_check"] = find_references(ec2, autoscaling, candidates, in_use_way)
+        evidence, out.notes["in_use_check"] = gather_evidence(gw, candidates, in_use_way)
+        sharing = check_sharing(
+            ec2, [by_id[i] for i in candidates], decisions, settings, now, out, dry_run=dry_run, account_id=account_id
+        )
         for image_id in candidates:
-            decisions[image_id] = decide_one(by_id[image_id], references.get(image_id, []))
+            decisions[image_id] = decide_one(by_id[image_id], usage_of(image_id, evidence, sharing[image_id]))
     else:
-        out.notes["in_use_check"] = {"way": "none", "candidates": 0, "calls": 0}
+        out.notes["in_use_check"] = {"way": "none", "candidates": 0}
 
     entries: dict[str, ImageEntry] = {}
     to_retire: list[Image] = []
@@ -314,63 +333,251 @@ def _entry(image: Image, d: Decision) -> ImageEntry:
 
 # ---------------------------------------------------------------- in use?
 
+# The fewest calls listing every source can take: DescribeInstances, DescribeLaunchTemplates,
+# DescribeParameters, ListImageRecipes, ListContainerRecipes (one page each, no template versions).
+LISTING_MIN_CALLS = 5
 
-def find_references(
-    ec2: Ec2, autoscaling: AutoScaling, image_ids: Sequence[str], way: InUseWay = "auto"
-) -> tuple[dict[str, list[Reference]], dict[str, Any]]:
-    """What references each image, and a note on how it was found.
 
-    DescribeImageReferences costs ceil(n/10) calls and also covers SSM parameters and Image Builder
-    recipes; listing costs 1 DescribeInstances call per 1000 instances, 1 DescribeLaunchTemplates
-    call per 200 templates and 1 DescribeLaunchTemplateVersions per template. Listing needs at least
-    2 calls, so up to 20 candidates always go to DescribeImageReferences; beyond that the templates
-    are counted (that call is reused by the listing) and the cheaper way is taken. Launch
-    configurations are listed once either way.
+def gather_evidence(
+    gw: RegionGateways, image_ids: Sequence[str], way: InUseWay = "auto"
+) -> tuple[Evidence, dict[str, Any]]:
+    """What references each candidate, which sources answered, and a note on how.
+
+    Two ways cover the same sources (evidence.Source):
+    - "image-references": DescribeImageReferences (ceil(n/10) calls) answers for instances, every
+      launch template version, SSM parameters and Image Builder recipes;
+    - "resource-listing": DescribeInstances (1 call per 1000 instances), DescribeLaunchTemplates (1
+      per 200) + DescribeLaunchTemplateVersions (1 per template), DescribeParameters of data type
+      aws:ec2:image (1 per 50) + GetParameters (1 per 10), ListImageRecipes + ListContainerRecipes.
+    Launch configurations are listed either way (DescribeLaunchConfigurations). "auto" takes
+    DescribeImageReferences unless listing is cheaper (counted from the launch templates, whose
+    listing is then reused). When DescribeImageReferences fails (refused, throttled past retries),
+    each of its sources is listed instead; a source whose listing fails too has not answered, and
+    every candidate is then kept as `unverified` (evidence.Evidence.unverified).
     """
+    ec2 = gw.ec2
     ordered = list(dict.fromkeys(image_ids))
     wanted = set(ordered)
     reference_calls = math.ceil(len(wanted) / REFERENCES_BATCH)
     note: dict[str, Any] = {"candidates": len(wanted), "image_references_calls": reference_calls}
+    evidence = Evidence()
     templates: list[str] | None = None
     chosen = way
     if way == "auto":
         chosen = "image-references"
-        if reference_calls > 2:
-            templates = ec2.launch_template_ids()
-            listing_calls = 1 + len(templates)  # DescribeInstances (one page per 1000) + one per template
-            note["listing_calls_estimate"] = 1 + listing_calls
-            if listing_calls < reference_calls:
-                chosen = "resource-listing"
-
-    found: dict[str, list[Reference]] = defaultdict(list)
-
-    def merge(refs: Mapping[str, Sequence[Reference]]) -> None:
-        for image_id, items in refs.items():
-            if image_id in wanted:
-                found[image_id].extend(items)
+        if reference_calls > LISTING_MIN_CALLS:
+            try:
+                templates = ec2.launch_template_ids()
+            except (ClientError, BotoCoreError) as e:  # DescribeImageReferences will tell
+                note["templates_not_listed"] = _describe_error(e)
+            else:
+                # DescribeInstances, the template listing (spent), one call per template, SSM, Image Builder.
+                listing_calls = LISTING_MIN_CALLS + len(templates)
+                note["listing_calls_estimate"] = listing_calls
+                if listing_calls - 1 < reference_calls:
+                    chosen = "resource-listing"
 
     if chosen == "image-references":
         try:
-            merge(ec2.image_references(ordered))
-        except ClientError as e:
-            if is_throttle(e):
-                raise
-            note["fallback"] = f"DescribeImageReferences failed ({error_code(e)}): listed the resources instead"
-            logger.warning("DescribeImageReferences failed: listing instead", region=ec2.region, error=str(e))
+            found = ec2.image_references(ordered)
+        except (ClientError, BotoCoreError) as e:
+            error = _describe_error(e)
+            note["fallback"] = f"DescribeImageReferences failed ({error}): listed each source instead"
+            logger.warning(
+                "DescribeImageReferences failed: listing each source instead", region=ec2.region, error=error
+            )
+            for source in IMAGE_REFERENCES_SOURCES:
+                evidence.record(SourceAnswer(source, "DescribeImageReferences", False, error))
             chosen = "resource-listing"
+        else:
+            evidence.add(found, wanted)
+            for source in IMAGE_REFERENCES_SOURCES:
+                evidence.record(SourceAnswer(source, "DescribeImageReferences", True))
     if chosen == "resource-listing":
-        templates = ec2.launch_template_ids() if templates is None else templates
-        merge(ec2.instance_image_ids())
-        merge(ec2.launch_template_versions_image_ids(templates))
-        note["covers"] = "instances, every launch template version, launch configurations"
-    else:
-        note["covers"] = (
-            "instances, every launch template version, SSM parameters, Image Builder recipes, launch configurations"
+
+        def template_versions() -> Mapping[str, Sequence[Reference]]:
+            ids = ec2.launch_template_ids() if templates is None else templates
+            return ec2.launch_template_versions_image_ids(ids)
+
+        _listed(evidence, wanted, Source.INSTANCES, "DescribeInstances", ec2.instance_image_ids)
+        _listed(
+            evidence,
+            wanted,
+            Source.LAUNCH_TEMPLATES,
+            "DescribeLaunchTemplates+DescribeLaunchTemplateVersions",
+            template_versions,
         )
-    merge(autoscaling.launch_configuration_image_ids())
+        _listed(evidence, wanted, Source.SSM_PARAMETERS, "DescribeParameters+GetParameters", gw.ssm.image_parameters)
+        _listed(
+            evidence,
+            wanted,
+            Source.IMAGE_BUILDER_RECIPES,
+            "ListImageRecipes+ListContainerRecipes",
+            gw.imagebuilder.recipe_image_ids,
+            absent_service="imagebuilder",
+            region=gw.region,
+        )
+    _listed(
+        evidence,
+        wanted,
+        Source.LAUNCH_CONFIGURATIONS,
+        "DescribeLaunchConfigurations",
+        gw.autoscaling.launch_configuration_image_ids,
+    )
     note["way"] = chosen
-    logger.info("in-use check", region=ec2.region, **note, in_use=len(found))
-    return dict(found), note
+    note["sources"] = evidence.note()
+    missing = evidence.missing()
+    if missing:
+        note["unverified_sources"] = [str(s) for s in missing]
+        logger.warning(
+            "in-use check incomplete: candidates kept as unverified",
+            region=ec2.region,
+            sources=evidence.unverified(),
+        )
+    logger.info("in-use check", region=ec2.region, **note, in_use=len(evidence.references))
+    return evidence, note
+
+
+def _listed(
+    evidence: Evidence,
+    wanted: set[str],
+    source: Source,
+    by: str,
+    listing: Callable[[], Mapping[str, Sequence[Reference]]],
+    *,
+    absent_service: str | None = None,
+    region: str = "",
+) -> None:
+    """Ask one source by listing it; record its answer (or why it gave none)."""
+    try:
+        found = listing()
+    except (ClientError, BotoCoreError) as e:
+        if absent_service and isinstance(e, EndpointConnectionError) and region not in service_regions(absent_service):
+            # The service is not offered in this region: nothing of it can reference the image.
+            evidence.record(SourceAnswer(source, f"{by} (not offered in {region})", True))
+            return
+        evidence.record(SourceAnswer(source, by, False, _describe_error(e)))
+        return
+    evidence.add(found, wanted)
+    evidence.record(SourceAnswer(source, by, True))
+
+
+# ---------------------------------------------------------------- shared images
+
+
+def check_sharing(
+    ec2: Ec2,
+    candidates: Sequence[Image],
+    decisions: Mapping[str, Decision],
+    settings: Settings,
+    now: datetime,
+    out: RegionReport,
+    *,
+    dry_run: bool,
+    account_id: str | None,
+) -> dict[str, Sharing]:
+    """The shared-image check of the candidates (PRODUCT.md section 8): their launch permissions
+    (DescribeImageAttribute, one call per candidate that can be shared), then, for the shared ones,
+    their usage reports (DescribeImageUsageReports, 200 images per call), the entries of the
+    reports that can decide (DescribeImageUsageReportEntries), and a new report where none can
+    (CreateImageUsageReport; never in a dry run). Whatever cannot be read keeps the image."""
+    mode = settings.shared_image_check
+    verdicts: dict[str, Sharing] = {}
+    shareable = [image for image in candidates if mode != "off" and can_be_shared(image)]
+    for image in candidates:
+        verdicts[image.image_id] = NOT_SHARED
+    if not shareable:
+        out.notes["shared_check"] = {"mode": mode, "launch_permissions_read": 0}
+        return verdicts
+
+    permissions: dict[str, LaunchPermissions | None] = {}
+    errors: dict[str, str] = {}
+    for image in shareable:
+        try:
+            permissions[image.image_id] = ec2.launch_permissions(image)
+        except (ClientError, BotoCoreError) as e:
+            permissions[image.image_id] = None
+            errors[image.image_id] = _describe_error(e)
+    shared = [
+        image
+        for image in shareable
+        if permissions[image.image_id] is None or permissions[image.image_id].consumers(account_id)  # type: ignore[union-attr]
+    ]
+    reports: list[UsageReport] | None = []
+    reports_error = ""
+    needs_reports = [i for i in shared if permissions[i.image_id] is not None] if mode == "strict" else []
+    if needs_reports:
+        try:
+            reports = ec2.usage_reports([i.image_id for i in needs_reports])
+        except (ClientError, BotoCoreError) as e:
+            reports, reports_error = None, _describe_error(e)
+    by_image: dict[str, list[UsageReport]] = defaultdict(list)
+    for r in reports or ():
+        by_image[r.image_id].append(r)
+    # The reports that can decide: per image, the newest available one made since it expired.
+    deciding = {}
+    for image in needs_reports:
+        expires_at = decisions[image.image_id].expires_at or now
+        chosen = usable_report(by_image[image.image_id], expires_at, now, "available")
+        if chosen is not None:
+            deciding[image.image_id] = chosen.report_id
+    entries: dict[str, list[UsageEntry]] | None = {}
+    entries_error = ""
+    if deciding:
+        try:
+            entries = ec2.usage_report_entries(sorted(set(deciding.values())))
+        except (ClientError, BotoCoreError) as e:
+            entries, entries_error = None, _describe_error(e)
+
+    requested: list[str] = []
+    for image in shareable:
+        image_id = image.image_id
+        verdict = assess_sharing(
+            image,
+            decisions[image_id].expires_at or now,
+            now,
+            mode=mode,
+            owner=account_id,
+            permissions=permissions[image_id],
+            permissions_error=errors.get(image_id, ""),
+            reports=None if reports is None else by_image[image_id],
+            reports_error=reports_error,
+            entries=entries,
+            entries_error=entries_error,
+            dry_run=dry_run,
+        )
+        if verdict.request_report:
+            token = f"ami-lifecycle-{image_id}-{now:%Y%m%d}"
+            try:
+                report_id = ec2.create_usage_report(image_id, token)
+            except (ClientError, BotoCoreError) as e:
+                verdict = Sharing(
+                    ShareState.UNVERIFIED,
+                    f"shared with {', '.join(verdict.consumers[:5])}: no usage report since it expired, and "
+                    f"requesting one failed ({_describe_error(e)})",
+                    verdict.consumers,
+                )
+            else:
+                requested.append(report_id)
+                verdict = Sharing(
+                    ShareState.UNVERIFIED,
+                    verdict.detail.replace("requested one", f"requested {report_id}"),
+                    verdict.consumers,
+                )
+        verdicts[image_id] = verdict
+    out.notes["shared_check"] = {
+        "mode": mode,
+        "launch_permissions_read": len(shareable),
+        "shared": len(shared),
+        "usage_reports_requested": requested,
+    }
+    if errors or reports_error or entries_error:
+        out.notes["shared_check"]["errors"] = {
+            **({"launch_permissions": errors} if errors else {}),
+            **({"usage_reports": reports_error} if reports_error else {}),
+            **({"usage_report_entries": entries_error} if entries_error else {}),
+        }
+    return verdicts
 
 
 # ---------------------------------------------------------------- retire
@@ -469,12 +676,15 @@ def reconcile_orphan_snapshots(
     region's snapshots when the caller has listed them already).
 
     A snapshot is deleted only when all hold: it is owned by this account and tagged
-    `P:managed=true`; it is completed and older than ORPHAN_MIN_AGE; its Description names at least
-    one image id (as CreateImage/CopyImage/RegisterImage write it) and none of those images exists
-    in the region, not even in the Recycle Bin; and no registered image of the account in the region
-    (managed or not, disabled and deprecated included) uses it. One DescribeSnapshots call per 1000
-    managed snapshots; all images are listed, and the Recycle Bin checked, only when there is a
-    candidate.
+    `P:managed=true`; it carries no `P:hold` other than false (an unreadable one keeps it), and no
+    `P:expires-at`/`P:retention` that keeps it (a future or unreadable expiry, `forever`); it is
+    completed and older than ORPHAN_MIN_AGE; its Description names at least one image id (as
+    CreateImage/CopyImage/RegisterImage write it) and none of those images exists in the region, in
+    any state (pending, available, disabled, failed), nor in the Recycle Bin; no image of the
+    account in the region, in any state, uses it; and it is not shared (no createVolumePermission:
+    another account may have registered an image on it). One DescribeSnapshots call per 1000 managed
+    snapshots; all images are listed, the Recycle Bin and the sharing checked, only when there is a
+    candidate. Anything that cannot be checked leaves the snapshot in place.
     """
     budget = budget or Budget()
     keys = settings.keys
@@ -494,6 +704,7 @@ def reconcile_orphan_snapshots(
         named = set(_AMI_ID.findall(snapshot.get("Description") or ""))
         if (
             tags.get(keys.managed) != "true"
+            or snapshot_kept_by_tags(tags, keys, now, started if isinstance(started, datetime) else None)
             or sid in used
             or snapshot.get("State") != "completed"
             or not isinstance(started, datetime)
@@ -532,8 +743,16 @@ def reconcile_orphan_snapshots(
     for sid, named in confirmed:
         budget.check()
         record = {"snapshot_id": sid, "images": ",".join(sorted(named))}
+        try:
+            shared = ec2.snapshot_shared(sid)
+        except (ClientError, BotoCoreError) as e:
+            record["outcome"] = f"kept: its sharing could not be checked ({_describe_error(e)})"
+            out.snapshots.append(record)
+            continue
         if named & in_bin:
             record["outcome"] = "kept: its image is in the Recycle Bin"
+        elif shared:
+            record["outcome"] = "kept: shared with another account (createVolumePermission)"
         elif dry_run:
             record["outcome"] = "would delete (orphaned)"
             out.totals.snapshots_deleted += 1
@@ -554,6 +773,28 @@ def reconcile_orphan_snapshots(
         out.snapshots.append(record)
         log = logger.warning if "error" in record else logger.info
         log("orphaned snapshot", region=ec2.region, dry_run=dry_run, snapshot=record)
+
+
+def snapshot_kept_by_tags(tags: Mapping[str, str], keys: TagKeys, now: datetime, started: datetime | None) -> bool:
+    """Whether a snapshot's own lifecycle tags keep it: a hold (or an unreadable one), or an expiry
+    that is in the future, never comes, or cannot be read."""
+    try:
+        if parse_bool(tags.get(keys.hold)) is not False and keys.hold in tags:
+            return True
+    except TagError:
+        return True
+    if keys.expires_at not in tags and keys.retention not in tags:
+        return False
+    try:
+        if keys.expires_at in tags:
+            return parse_instant(tags[keys.expires_at]) > now
+        retention = parse_retention(tags[keys.retention])
+        if retention.forever or started is None:
+            return True
+        expiry = retention.expiry(started)
+        return expiry is None or expiry > now
+    except (TagError, OverflowError):
+        return True
 
 
 # ---------------------------------------------------------------- the Lambda around it

@@ -18,15 +18,19 @@ from .adoption import Adoption, decide_adoption
 from .ec2 import NOT_FOUND_CODES, Ec2, error_code
 from .model import Image
 from .observability import count, logger
+from .regions import known_regions
 from .settings import Settings
-from .tags import format_instant
+from .tags import clip, format_instant
+
+# EC2 allows at most this many tags on one resource (image or snapshot).
+MAX_TAGS = 50
 
 
 @dataclass
 class TagResult:
     image_id: str
     region: str
-    decision: str  # "adopted", "already managed", "skipped", "missing", "error"
+    decision: str  # "adopted", "already managed", "skipped", "missing", "refused"
     reason: str
     tags_written: dict[str, str] = field(default_factory=dict)
     snapshots_tagged: list[str] = field(default_factory=list)
@@ -68,12 +72,15 @@ def tag_image(
     dry_run: bool = False,
     known_snapshot_tags: Mapping[str, Mapping[str, str]] | None = None,
 ) -> TagResult:
-    decision = decide_adoption(image, settings, now, account_id)
+    decision = decide_adoption(image, settings, now, account_id, known_regions())
     result = TagResult(image.image_id, ec2.region, "skipped", decision.reason, dry_run=dry_run, image=image)
     if not decision.adopt:
         logger.info("image not adopted", image_id=image.image_id, region=ec2.region, reason=decision.reason)
         count("ImagesSkipped")
         return result
+    too_many = tag_limit_problem(image, decision)
+    if too_many:
+        return _refuse_for_tag_limit(ec2, image, settings, result, too_many, dry_run=dry_run)
     result.decision = decision.reason
     result.errors = list(decision.errors)
     if decision.errors:
@@ -100,6 +107,10 @@ def tag_image(
             logger.info("image vanished while tagging", image_id=image.image_id, region=ec2.region)
             result.decision, result.reason = "missing", "the image was deregistered while being tagged"
             return result
+        if error_code(e) == "TagLimitExceeded":
+            # A snapshot (whose tags were not read) had no room: EC2 wrote nothing in that call.
+            problem = f"an image or snapshot cannot take the lifecycle tags (EC2 allows {MAX_TAGS} per resource)"
+            return _refuse_for_tag_limit(ec2, image, settings, result, problem, dry_run=dry_run)
         raise
 
     if decision.reason == "adopted":
@@ -151,3 +162,36 @@ def _write_tags(ec2: Ec2, image: Image, decision: Adoption, snapshots: list[str]
         ec2.create_tags(snapshots, decision.snapshot_tags)
     if decision.remove_keys:
         ec2.delete_tags([image.image_id, *image.snapshot_ids], decision.remove_keys)
+
+
+def tag_limit_problem(image: Image, decision: Adoption) -> str | None:
+    """Why the image cannot take the tags `decision` writes (EC2's limit of 50 per resource), or None."""
+    after = (set(image.tags) | set(decision.image_tags)) - set(decision.remove_keys)
+    if len(after) <= MAX_TAGS:
+        return None
+    needed = len(set(decision.image_tags) - set(image.tags))
+    return (
+        f"cannot take {needed} more lifecycle tags: the image has {len(image.tags)} of the {MAX_TAGS} tags "
+        "EC2 allows; remove some tags, then run a backfill"
+    )
+
+
+def _refuse_for_tag_limit(
+    ec2: Ec2, image: Image, settings: Settings, result: TagResult, problem: str, *, dry_run: bool
+) -> TagResult:
+    """Refuse, once and for all (no retry can make room): log, count, and say so in `P:error` when
+    one more tag still fits. Nothing else is written, so the image stays unmanaged (never retired)."""
+    keys = settings.keys
+    result.decision, result.reason, result.errors = "refused", problem, [problem]
+    result.tags_written, result.snapshots_tagged, result.deprecate_at = {}, [], None
+    logger.warning("image not adopted: tag limit", image_id=image.image_id, region=ec2.region, reason=problem)
+    count("TagLimitExceeded")
+    fits = keys.error in image.tags or len(image.tags) < MAX_TAGS
+    if dry_run or not fits or image.tags.get(keys.error) == clip(problem):
+        return result
+    try:
+        ec2.create_tags([image.image_id], {keys.error: clip(problem)})
+        result.tags_written = {keys.error: clip(problem)}
+    except ClientError as e:
+        logger.warning("P:error not written", image_id=image.image_id, region=ec2.region, error=str(e))
+    return result
