@@ -200,3 +200,16 @@ def test_managed_accounts_mode_does_not_check_outside_consumers() -> None:
 def test_public_images_name_the_public() -> None:
     s = assess(permissions=LaunchPermissions(public=True), reports=[])
     assert "the public" in s.detail
+
+
+def test_an_unreadable_creation_date_is_listed_and_kept_not_a_failed_region() -> None:
+    data = {
+        "ImageId": "ami-0123456789abcdef0",
+        "CreationDate": "not a date",
+        "State": "available",
+        "OwnerId": ACCOUNT,
+        "Tags": [{"Key": f"{P}:managed", "Value": "true"}, {"Key": f"{P}:expires-at", "Value": "2020-01-01T00:00:00Z"}],
+    }
+    img = Image.from_api(data, "us-east-1")
+    d = decision(usage_of(img.image_id, complete(), NOT_SHARED), img)
+    assert not d.retire and d.reason == Reason.BAD_TAG and "CreationDate" in d.detail  # type: ignore[attr-defined]

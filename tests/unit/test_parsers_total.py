@@ -705,3 +705,19 @@ def test_a_100k_character_input_is_parsed_or_refused_fast(parse: Callable[[], An
     with contextlib.suppress(ValueError):  # TagError, BadEvent and the copy request's refusals
         parse()
     assert time.perf_counter() - start < 1.0, what
+
+
+def test_explicit_nulls_never_widen_a_run() -> None:
+    """`{"image_ids": null}` must not mean every image, nor `{"actions": null}` every action."""
+    from ami_lifecycle.backfill import BadRequest as BackfillRefused
+    from ami_lifecycle.backfill import parse_request as parse_backfill
+    from ami_lifecycle.settings import Settings
+    from ami_lifecycle.sweep import BadRequest as SweepRefused
+    from ami_lifecycle.sweep import parse_request as parse_sweep
+
+    settings = Settings(home_region="us-east-1")
+    for key in ("image_ids", "actions", "regions"):
+        with pytest.raises(BackfillRefused, match=f"{key}: must not be null"):
+            parse_backfill({key: None, "dry_run": False}, settings)
+    with pytest.raises(SweepRefused, match="regions: must not be null"):
+        parse_sweep({"regions": None}, settings)

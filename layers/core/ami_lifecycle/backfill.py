@@ -54,7 +54,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, ValidationInfo, field_validator
 
 from .adoption import Adoption, decide_adoption, foreign_manager
 from .clients import Aws
@@ -120,12 +120,17 @@ class BackfillRequest(BaseModel):
     dry_run: StrictBool | None = None  # None: absent, i.e. a dry run (an explicit null is refused)
     continuation: Cursor | None = None
 
-    @field_validator("dry_run", mode="before")
+    @field_validator("dry_run", "actions", "regions", "image_ids", mode="before")
     @classmethod
-    def _dry_run(cls, v: Any) -> Any:
-        # Runs only for a dry_run the payload states: `"dry_run": null` must not pass for absent.
+    def _dry_run(cls, v: Any, info: ValidationInfo) -> Any:
+        # Runs only for a key the payload states: an explicit null must not pass for absent (for
+        # dry_run that would mean "for real"; for the lists, "every image, every action").
         if v is None:
-            raise ValueError("dry_run must be true or false")
+            raise ValueError(
+                "dry_run must be true or false"
+                if info.field_name == "dry_run"
+                else "must not be null (leave the key out)"
+            )
         return v
 
     @field_validator("regions")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .tags import TagError, parse_aws_time
+
+# Stands in for an unreadable CreationDate: the newest possible, so keep-latest ranks it first.
+UNKNOWN_CREATION = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Image:
     # When anyone last launched an instance from it (DescribeImages `LastLaunchedTime`, reported by
     # EC2 with up to 24 hours of delay); None when never launched or not reported.
     last_launched_time: datetime | None = None
+    # Why `creation_date` could not be read (it is then UNKNOWN_CREATION): such an image is never retired.
+    creation_error: str | None = None
 
     @property
     def protected(self) -> bool:
@@ -73,6 +78,13 @@ class Image:
                 deprecation = parse_aws_time(data["DeprecationTime"])
             except TagError:
                 deprecation = None
+        # An unreadable CreationDate never stops a listing: the image is kept (see retention.decide).
+        creation_error = None
+        try:
+            created = parse_aws_time(str(data.get("CreationDate") or ""))
+        except TagError:
+            raw = str(data.get("CreationDate"))[:40]
+            created, creation_error = UNKNOWN_CREATION, f"CreationDate {raw!r} is unreadable: never retired"
         last_launched = None
         if data.get("LastLaunchedTime"):
             try:
@@ -84,10 +96,11 @@ class Image:
             region=region,
             name=data.get("Name") or "",
             state=data.get("State") or "unknown",
-            creation_date=parse_aws_time(data["CreationDate"]),
+            creation_date=created,
+            creation_error=creation_error,
             owner_id=data.get("OwnerId") or "",
             description=data.get("Description") or "",
-            tags={t["Key"]: t.get("Value", "") for t in data.get("Tags") or []},
+            tags={str(t["Key"]): str(t.get("Value") or "") for t in data.get("Tags") or []},
             snapshot_ids=tuple(dict.fromkeys(snapshots)),
             size_gib=size,
             encrypted=encrypted,

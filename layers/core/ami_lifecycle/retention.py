@@ -320,6 +320,8 @@ def decide(
         keep(Reason.NOT_AVAILABLE, f"image is {image.state}: only available or disabled images are retired")
 
     expiry = expiry_of(image, keys)
+    if image.creation_error:
+        keep(Reason.BAD_TAG, image.creation_error)
     if expiry.error:
         keep(Reason.BAD_TAG, expiry.error)
     elif expiry.at is None:

@@ -117,6 +117,8 @@ def parse_request(event: Any, settings: Settings) -> SweepRequest:
     problems: list[str] = []
     if "dry_run" in payload and payload["dry_run"] is None:
         problems.append("dry_run: dry_run must be true or false")
+    if "regions" in payload and payload["regions"] is None:
+        problems.append("regions: must not be null (leave the key out for every sweep region)")
     request: SweepRequest | None = None
     try:
         request = SweepRequest.model_validate(payload)
