@@ -49,6 +49,7 @@ def test_new_image_is_tagged_with_its_snapshots_and_deprecated(ec2: Any, handler
         f"{P}:managed": "true",
         f"{P}:retention": "90d",
         f"{P}:expires-at": "2027-02-23T09:00:00Z",
+        f"{P}:expiry-basis": "90d",
         f"{P}:family": "web",
         f"{P}:keep-latest": "1",
     }

@@ -40,6 +40,7 @@ def test_a_new_image_gets_every_lifecycle_tag(settings: Settings) -> None:
         f"{P}:managed": "true",
         f"{P}:retention": "90d",
         f"{P}:expires-at": "2027-02-23T09:00:00Z",
+        f"{P}:expiry-basis": "90d",  # what the tool computed P:expires-at from (live tags)
         f"{P}:family": "web",
         f"{P}:keep-latest": "1",
     }
@@ -153,6 +154,7 @@ def test_a_custom_prefix_is_used_everywhere(make_settings: Callable[..., Setting
         "acme:managed",
         "acme:retention",
         "acme:expires-at",
+        "acme:expiry-basis",
         "acme:family",
         "acme:keep-latest",
     }

@@ -237,6 +237,9 @@ def only(*allowed: str) -> dict[str, str]:
     return {function: ALLOW if function in allowed else IMPLICIT for function in FUNCTIONS}
 
 
+# Who may write lifecycle tags: the event path, the backfill, and the sweep (live tags: a changed
+# P:retention rewrites the tool's P:expires-at).
+TAGGERS = (EVENTS, BACKFILL, SWEEP)
 ALL_DENIED = dict.fromkeys(FUNCTIONS, EXPLICIT)
 
 
@@ -347,25 +350,25 @@ def test_the_evaluator_knows_every_operator_the_roles_use(p: str) -> None:
 
 def test_adopting_an_untagged_image_and_its_snapshots(p: str) -> None:
     both = [image({"Name": "web", "Team": "platform"}), snapshot()]
-    assert every_role(p, "ec2:CreateTags", both, tags=lifecycle(p)) == only(EVENTS, BACKFILL)
+    assert every_role(p, "ec2:CreateTags", both, tags=lifecycle(p)) == only(*TAGGERS)
 
 
 @pytest.mark.parametrize("spelling", ["TRUE", "True", "yes", "1"])
 def test_p_managed_spelled_otherwise_true_is_rewritten_to_true(p: str, spelling: str) -> None:
     assert parse_bool(spelling) is True
     target = [image({f"{p}:managed": spelling})]
-    assert every_role(p, "ec2:CreateTags", target, tags={f"{p}:managed": "true"}) == only(EVENTS, BACKFILL)
+    assert every_role(p, "ec2:CreateTags", target, tags={f"{p}:managed": "true"}) == only(*TAGGERS)
 
 
 def test_adopting_a_held_image_without_writing_the_hold(p: str) -> None:
     held = [image({f"{p}:hold": "true"})]
-    assert every_role(p, "ec2:CreateTags", held, tags=lifecycle(p)) == only(EVENTS, BACKFILL)
+    assert every_role(p, "ec2:CreateTags", held, tags=lifecycle(p)) == only(*TAGGERS)
 
 
 def test_another_stacks_prefix_is_not_this_stacks_opt_out() -> None:
     # A stack with prefix acme reads only acme: tags; ami-lifecycle:managed=false is not its opt-out...
     other = [image({"ami-lifecycle:managed": "false"})]
-    assert every_role("acme", "ec2:CreateTags", other, tags=lifecycle("acme")) == only(EVENTS, BACKFILL)
+    assert every_role("acme", "ec2:CreateTags", other, tags=lifecycle("acme")) == only(*TAGGERS)
     # ...and it may not write another prefix's tags.
     untagged = [image()]
     assert every_role("acme", "ec2:CreateTags", untagged, tags=lifecycle("ami-lifecycle")) == only()
@@ -444,7 +447,7 @@ def test_a_created_by_tag_of_anything_else_is_not_a_marker(p: str, created_by: s
     # Same rule as the code: exactly `EC2 Image Builder`.
     tag = {"CreatedBy": created_by}
     assert foreign_manager(code_image(tag)) is None
-    assert every_role(p, "ec2:CreateTags", [image(tag)], tags=lifecycle(p)) == only(EVENTS, BACKFILL)
+    assert every_role(p, "ec2:CreateTags", [image(tag)], tags=lifecycle(p)) == only(*TAGGERS)
     assert every_role(p, "ec2:DeregisterImage", [image({**managed(p), **tag})]) == only(SWEEP, BACKFILL)
 
 
@@ -472,11 +475,11 @@ def test_no_role_may_create_change_or_delete_a_hold(p: str) -> None:
 
 def test_retagging_a_managed_image_and_its_snapshots(p: str) -> None:
     both = [image(managed(p, **{f"{p}:error": "bad retention"})), snapshot(managed(p))]
-    assert every_role(p, "ec2:DeleteTags", both, keys=[f"{p}:error"]) == only(EVENTS, BACKFILL)
+    assert every_role(p, "ec2:DeleteTags", both, keys=[f"{p}:error"]) == only(*TAGGERS)
     # P:error and the copy record on the source: the replicator may write them too.
-    assert every_role(p, "ec2:CreateTags", both, tags={f"{p}:error": "x"}) == only(EVENTS, REPLICATOR, BACKFILL)
+    assert every_role(p, "ec2:CreateTags", both, tags={f"{p}:error": "x"}) == only(*TAGGERS, REPLICATOR)
     record = {f"{p}:copies": "us-west-2=ami-0fedcba9876543210"}
-    assert every_role(p, "ec2:CreateTags", both, tags=record) == only(EVENTS, REPLICATOR, BACKFILL)
+    assert every_role(p, "ec2:CreateTags", both, tags=record) == only(*TAGGERS, REPLICATOR)
     # The deprecation time: every role that tags or retires.
     assert every_role(p, "ec2:EnableImageDeprecation", both[:1]) == only(*FUNCTIONS)
 
@@ -562,7 +565,7 @@ def test_the_adoption_the_code_writes_is_allowed(p: str, code_settings: Settings
     decision = decide_adoption(code_image({"Team": "web"}), code_settings, NOW)
     assert decision.adopt and decision.image_tags == decision.snapshot_tags
     both = [image({"Team": "web"}), snapshot()]
-    assert every_role(p, "ec2:CreateTags", both, tags=decision.snapshot_tags) == only(EVENTS, BACKFILL)
+    assert every_role(p, "ec2:CreateTags", both, tags=decision.snapshot_tags) == only(*TAGGERS)
 
 
 @pytest.mark.parametrize(
@@ -580,7 +583,7 @@ def test_adopting_a_held_image_writes_no_hold(p: str, code_settings: Settings) -
     held = {f"{p}:hold": "true"}
     decision = decide_adoption(code_image(held), code_settings, NOW)
     assert decision.adopt
-    assert every_role(p, "ec2:CreateTags", [snapshot()], tags=decision.snapshot_tags) == only(EVENTS, BACKFILL)
+    assert every_role(p, "ec2:CreateTags", [snapshot()], tags=decision.snapshot_tags) == only(*TAGGERS)
 
 
 def test_copying_a_held_image_writes_no_hold(p: str, code_settings: Settings) -> None:
@@ -590,7 +593,7 @@ def test_copying_a_held_image_writes_no_hold(p: str, code_settings: Settings) ->
     at_creation = {"ec2:CreateAction": "CopyImage"}
     assert f"{p}:hold" not in request.tags
     allowed = every_role(p, "ec2:CreateTags", new_copy, tags=request.tags, extra=at_creation)
-    assert allowed[REPLICATOR] == ALLOW and allowed[SWEEP] == IMPLICIT
+    assert allowed[REPLICATOR] == ALLOW
 
 
 # ------------------------------------------------------------------ P:error alone (a refusal, e.g. the tag limit)
@@ -598,7 +601,7 @@ def test_copying_a_held_image_writes_no_hold(p: str, code_settings: Settings) ->
 
 def test_a_refusal_may_write_p_error_alone_on_an_unadopted_image(p: str) -> None:
     unadopted = [image()]
-    assert every_role(p, "ec2:CreateTags", unadopted, tags={f"{p}:error": "too many tags"}) == only(EVENTS, BACKFILL)
+    assert every_role(p, "ec2:CreateTags", unadopted, tags={f"{p}:error": "too many tags"}) == only(*TAGGERS)
     # ...but nothing else with it, not on snapshots, and never on an opted-out or foreign image.
     assert every_role(p, "ec2:CreateTags", unadopted, tags={f"{p}:error": "x", f"{p}:family": "web"}) == only()
     assert every_role(p, "ec2:CreateTags", [snapshot()], tags={f"{p}:error": "x"}) == only()

@@ -296,12 +296,12 @@ PROTECTED_ACTIONS = {
     "ec2:EnableImageDeprecation",
     "ec2:DisableImage",
     "ec2:EnableImage",
+    "ec2:DisableImageDeprecation",
 }
 
 
 def test_every_function_holds_the_explicit_denies(prefix: str) -> None:
-    """One managed policy holds every Deny, and every role holds that policy (the sweep too, though
-    it may not tag at all). What the denies refuse is evaluated in test_iam_enforcement.py."""
+    """One managed policy holds every Deny, and every role holds that policy. What the denies refuse is evaluated in test_iam_enforcement.py."""
     cfn = Cfn(parameters(TagPrefix=prefix))
     protect = managed_policy_document(cfn, "ProtectImagesPolicy")["Statement"]
     assert {s["Effect"] for s in protect} == {"Deny"}
@@ -328,15 +328,24 @@ def test_every_function_holds_the_explicit_denies(prefix: str) -> None:
     assert hold["Action"] == ["ec2:CreateTags", "ec2:DeleteTags"]
 
 
-def test_the_sweep_still_cannot_tag(prefix: str) -> None:
+def test_the_sweep_tags_only_as_the_event_path_does_and_never_copies(prefix: str) -> None:
+    """Live tags: the sweep rewrites the tool's P:expires-at, with the same policy as the event path."""
     cfn = Cfn(parameters(TagPrefix=prefix))
+    assert {"Ref": "TagImagesPolicy"} in RESOURCES["RetentionSweepFunction"]["Properties"]["Policies"]
     allowed = {
         a
         for s in function_statements(cfn, "RetentionSweepFunction")
         if s["Effect"] == "Allow"
         for a in as_list(s["Action"])
     }
-    assert not allowed & {"ec2:CreateTags", "ec2:DeleteTags", "ec2:CopyImage"}
+    assert "ec2:CopyImage" not in allowed
+    tagging = [s for s in managed_policy_document(cfn, "TagImagesPolicy")["Statement"]]
+    sweep_tagging = [
+        s
+        for s in function_statements(cfn, "RetentionSweepFunction")
+        if s["Effect"] == "Allow" and {"ec2:CreateTags", "ec2:DeleteTags"} & set(as_list(s["Action"]))
+    ]
+    assert sweep_tagging == [s for s in tagging if {"ec2:CreateTags", "ec2:DeleteTags"} & set(as_list(s["Action"]))]
 
 
 def test_sharing_and_usage_reads_go_to_the_sweep_and_the_backfill_only(prefix: str) -> None:

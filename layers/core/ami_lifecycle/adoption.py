@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .expiry import expiry_of
 from .model import Image
 from .settings import Settings
 from .tags import (
@@ -16,12 +17,9 @@ from .tags import (
     TagKeys,
     clip,
     derive_family,
-    format_instant,
     parse_bool,
-    parse_instant,
     parse_keep_latest,
     parse_regions,
-    parse_retention,
 )
 
 # EnableImageDeprecation accepts times up to 10 years ahead.
@@ -48,6 +46,7 @@ class Adoption:
     remove_keys: tuple[str, ...] = ()
     expires_at: datetime | None = None
     deprecate_at: datetime | None = None
+    disable_deprecation: bool = False  # DisableImageDeprecation: the retention became forever
     errors: tuple[str, ...] = ()
 
 
@@ -100,31 +99,27 @@ def _lifecycle_tags(
     errors: list[str] = []
 
     # Retention: the user's, else the default. A bad one leaves the image unexpiring.
-    retention = settings.retention
-    retention_ok = True
-    if keys.retention in tags:
-        try:
-            retention = parse_retention(tags[keys.retention])
-        except TagError as e:
-            errors.append(str(e))
-            retention_ok = False
-    else:
+    if keys.retention not in tags:
         want[keys.retention] = settings.default_retention
 
-    # Expiry: a user's P:expires-at wins; otherwise CreationDate + retention.
-    expires_at: datetime | None = None
-    if keys.expires_at in tags:
-        try:
-            expires_at = parse_instant(tags[keys.expires_at])
-        except TagError as e:
-            errors.append(str(e))
-    elif retention_ok:
-        try:
-            expires_at = retention.expiry(image.creation_date)
-        except (TagError, OverflowError):
-            errors.append(f"retention {retention.text!r} runs past the year 9999")
-        if expires_at is not None:
-            want[keys.expires_at] = format_instant(expires_at)
+    # Expiry, live (expiry.py): a user's P:expires-at wins; the tool's follows P:retention, with the
+    # basis it came from beside it; nothing for forever.
+    expiry = expiry_of(image, keys, settings.retention, settings.retention)
+    expires_at = expiry.at
+    owned: set[str] = set()  # keys the tool may overwrite on this image
+    stale: list[str] = []  # keys the tool removes
+    if expiry.error:
+        errors.append(expiry.error)
+    elif expiry.tool_owned:
+        owned = {keys.expires_at, keys.expiry_basis}
+        if expiry.expires_at_tag is None:  # the retention became forever: no expiry any more
+            stale = [k for k in (keys.expires_at, keys.expiry_basis) if k in tags]
+        else:
+            want[keys.expires_at] = expiry.expires_at_tag
+            if expiry.basis_tag is not None:
+                want[keys.expiry_basis] = expiry.basis_tag
+    elif expiry.rewrite and keys.expiry_basis in tags:  # the user's P:expires-at: a basis beside it is stale
+        stale = [keys.expiry_basis]
 
     if keys.family not in tags:
         want[keys.family] = derive_family(image.name, image.image_id)
@@ -146,17 +141,19 @@ def _lifecycle_tags(
         except TagError as e:
             errors.append(f"replicate-to: {e}")
 
-    remove: tuple[str, ...] = ()
+    remove: tuple[str, ...] = tuple(stale)
     if errors:
         want[keys.error] = clip("; ".join(errors))
     elif keys.error in tags:
-        remove = (keys.error,)
+        remove = (*remove, keys.error)
 
     # Users' values are never overwritten, with two exceptions the tool owns: P:error, and P:managed
     # spelled `TRUE`/`yes`/`1`, rewritten to exactly `true` (the sweep's filter and the IAM conditions
     # match that spelling only).
     image_tags = {
-        k: v for k, v in want.items() if tags.get(k) != v and (k in (keys.error, keys.managed) or k not in tags)
+        k: v
+        for k, v in want.items()
+        if tags.get(k) != v and (k in (keys.error, keys.managed) or k in owned or k not in tags)
     }
     # The image's full lifecycle tag set after this change, mirrored onto its snapshots.
     # P:hold stays where the user put it: the tool never writes it (IAM denies it), not onto snapshots.
@@ -164,6 +161,8 @@ def _lifecycle_tags(
     full.update(image_tags)
 
     deprecate_at = None
+    # The retention became forever: the deprecation time the tool set goes too.
+    disable_deprecation = expiry.tool_owned and expires_at is None and image.deprecation_time is not None
     if expires_at is not None and now < expires_at <= now + MAX_DEPRECATION_AHEAD:
         target = expires_at.replace(second=0, microsecond=0)
         current = image.deprecation_time.replace(second=0, microsecond=0) if image.deprecation_time else None
@@ -177,5 +176,6 @@ def _lifecycle_tags(
         remove_keys=remove,
         expires_at=expires_at,
         deprecate_at=deprecate_at,
+        disable_deprecation=disable_deprecation,
         errors=tuple(errors),
     )

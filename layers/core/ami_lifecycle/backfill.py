@@ -572,7 +572,7 @@ class Backfill:
         if is_copy(image, keys):
             _explain(e, "copy", "a copy made by ami-lifecycle: copies are not replicated")
             return
-        expiry = expiry_of(image, keys)
+        expiry = expiry_of(image, keys, tool_default=self.settings.retention)
         if expiry.at is not None and expiry.at <= self.now:
             # A copy carries the same expiry: copy an expired image only when it is kept for a reason a
             # copy shares (the newest of its family, a hold), never one the sweep retires or keeps for

@@ -124,6 +124,9 @@ class Ec2:
     def enable_deprecation(self, image_id: str, when: datetime) -> None:
         self.client.enable_image_deprecation(ImageId=image_id, DeprecateAt=when.astimezone(UTC))
 
+    def disable_deprecation(self, image_id: str) -> None:
+        self.client.disable_image_deprecation(ImageId=image_id)
+
     def copy_image(
         self,
         *,

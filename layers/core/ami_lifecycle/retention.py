@@ -34,8 +34,9 @@ The conditions, each a reason code an image can be kept for:
   pending or was just requested, or launch permissions could not be read.
 - ``unchecked``: nothing has checked yet whether it is in use: never retired on that basis.
 
-Expiry. ``P:expires-at`` decides when present (a user's value wins over ``P:retention``);
-otherwise ``CreationDate + P:retention``. Expiry exactly equal to ``now`` counts as expired
+Expiry (expiry.py: live tags). A user's ``P:expires-at`` decides when present; the tool's
+(``P:expiry-basis`` beside it) follows a changed ``P:retention``; otherwise ``CreationDate +
+P:retention``. Expiry exactly equal to ``now`` counts as expired
 ("at or before now").
 
 keep-latest. The images ranked in a family are the *managed* images (``P:managed`` = ``true``,
@@ -59,6 +60,7 @@ from enum import StrEnum
 
 from .adoption import MAX_DEPRECATION_AHEAD, foreign_manager
 from .evidence import ShareState, Usage
+from .expiry import expiry_of
 from .model import Image, Reference
 from .settings import Settings
 from .tags import (
@@ -68,9 +70,7 @@ from .tags import (
     derive_family,
     format_instant,
     parse_bool,
-    parse_instant,
     parse_keep_latest,
-    parse_retention,
 )
 
 # States an image may be retired from. A disabled image is still registered (and counts toward
@@ -158,15 +158,6 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class Expiry:
-    """When an image expires. `at` None: never, or unknown (`error` says why it is unusable)."""
-
-    at: datetime | None
-    source: str  # "expires-at", "retention", "forever", "untagged"
-    error: str | None = None
-
-
-@dataclass(frozen=True)
 class FamilyRank:
     """An image's place in its family (one region): position 0 is the newest."""
 
@@ -208,40 +199,6 @@ def keep_latest_of(image: Image, settings: Settings) -> int:
     """The N this image states: `P:keep-latest`, else DefaultKeepLatest. Raises TagError."""
     value = image.tags.get(settings.keys.keep_latest)
     return settings.default_keep_latest if value is None else parse_keep_latest(value)
-
-
-def expiry_of(image: Image, keys: TagKeys) -> Expiry:
-    """`P:expires-at` when present (it wins), else CreationDate + `P:retention`."""
-    tags = image.tags
-    retention = None
-    if keys.retention in tags:
-        try:
-            retention = parse_retention(tags[keys.retention])
-        except TagError as e:
-            return Expiry(None, "retention", str(e))
-    if keys.expires_at in tags:
-        try:
-            at = parse_instant(tags[keys.expires_at])
-        except TagError as e:
-            return Expiry(None, "expires-at", str(e))
-        if retention is not None and retention.forever:
-            # EC2 tags cannot tell us who wrote P:expires-at. The tool never writes one for
-            # `forever`, so this is a retention changed after tagging, or a contradiction: keep.
-            return Expiry(
-                None,
-                "expires-at",
-                f"{keys.retention} is forever but {keys.expires_at} is {format_instant(at)}: "
-                "conflicting tags (remove one)",
-            )
-        return Expiry(at, "expires-at")
-    if retention is None:
-        return Expiry(None, "untagged")
-    if retention.forever:
-        return Expiry(None, "forever")
-    try:
-        return Expiry(retention.expiry(image.creation_date), "retention")
-    except (TagError, OverflowError):
-        return Expiry(None, "retention", f"retention {clip(retention.text, 40)!r} runs past the year 9999")
 
 
 def counts_in_family(image: Image, settings: Settings, account_id: str | None = None) -> bool:
@@ -319,7 +276,7 @@ def decide(
     if image.state not in RETIRABLE_STATES:
         keep(Reason.NOT_AVAILABLE, f"image is {image.state}: only available or disabled images are retired")
 
-    expiry = expiry_of(image, keys)
+    expiry = expiry_of(image, keys, tool_default=settings.retention)
     if image.creation_error:
         keep(Reason.BAD_TAG, image.creation_error)
     if expiry.error:
@@ -449,7 +406,7 @@ def deprecation_due(image: Image, settings: Settings, now: datetime, account_id:
     copies in replica regions get theirs: their tagging events fire in other regions."""
     if not counts_in_family(image, settings, account_id) or image.state != "available":
         return None
-    expiry = expiry_of(image, settings.keys)
+    expiry = expiry_of(image, settings.keys, tool_default=settings.retention)
     # EC2 rounds the time down to the minute and refuses one in the past: leave a margin.
     if expiry.error or expiry.at is None or not now + DEPRECATION_MARGIN < expiry.at <= now + MAX_DEPRECATION_AHEAD:
         return None

@@ -56,12 +56,14 @@ from .evidence import (
     usable_report,
     usage_of,
 )
+from .expiry import expiry_of
 from .model import Image, Reference
 from .observability import MetricUnit, count, logger, metrics
 from .regions import known_regions, service_regions
 from .report import ImageEntry, RegionReport, Report
 from .retention import Decision, decide, deprecation_due, rank_families
 from .settings import Settings
+from .tagging import tag_image
 from .tags import TagError, TagKeys, format_instant, is_region_name, parse_bool, parse_instant, parse_retention
 
 # Stop when less than this is left of the Lambda's time: enough to finish the call in flight,
@@ -294,6 +296,10 @@ def sweep_region(
 
     for image in images:
         if decisions[image.image_id].retire:
+            continue
+        if expiry_of(image, keys, tool_default=settings.retention).rewrite:
+            budget.check()
+            _retag(ec2, image, settings, now, entries[image.image_id], out, dry_run=dry_run, account_id=account_id)
             continue
         at = deprecation_due(image, settings, now, account_id)
         if at is not None:
@@ -637,6 +643,39 @@ def _retire(
     log = logger.error if entry.errors else logger.info
     log("image retired", image_id=image.image_id, region=ec2.region, snapshots=entry.snapshots, errors=entry.errors)
     return True
+
+
+def _retag(
+    ec2: Ec2,
+    image: Image,
+    settings: Settings,
+    now: datetime,
+    entry: ImageEntry,
+    out: RegionReport,
+    *,
+    dry_run: bool,
+    account_id: str | None,
+) -> None:
+    """Live tags: the tool's P:expires-at no longer follows P:retention (or lacks its basis). The
+    decision above already used the live expiry; this brings the tags and deprecation time in line."""
+    try:
+        result = tag_image(ec2, image, settings, now, account_id, dry_run=dry_run)
+    except ClientError as e:
+        if is_throttle(e):
+            raise
+        entry.errors.append(f"rewriting the expiry: {_describe_error(e)}")
+        out.totals.errors += 1
+        return
+    verb = "would rewrite" if dry_run else "rewrote"
+    changed = [f"{k}={v}" for k, v in result.tags_written.items()] + [f"-{k}" for k in result.removed_keys]
+    if changed:
+        entry.actions.append(f"{verb} the expiry (P:retention changed): {', '.join(changed)}")
+        out.totals.tagged += 1
+    if result.deprecate_at:
+        entry.actions.append(f"{'would set' if dry_run else 'set'} deprecation time to {result.deprecate_at}")
+        out.totals.deprecations_set += 1
+    if result.deprecation_removed:
+        entry.actions.append(f"{'would remove' if dry_run else 'removed'} the deprecation time (retention forever)")
 
 
 def _deprecate(ec2: Ec2, image: Image, at: datetime, entry: ImageEntry, out: RegionReport, *, dry_run: bool) -> None:

@@ -35,6 +35,8 @@ class TagResult:
     tags_written: dict[str, str] = field(default_factory=dict)
     snapshots_tagged: list[str] = field(default_factory=list)
     deprecate_at: str | None = None
+    deprecation_removed: bool = False  # the retention became forever: the deprecation time is gone
+    removed_keys: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     dry_run: bool = False
     image: Image | None = field(default=None, repr=False)
@@ -97,11 +99,16 @@ def tag_image(
         if not dry_run:
             _write_tags(ec2, image, decision, snapshots_to_tag)
         result.tags_written = dict(decision.image_tags)
+        result.removed_keys = list(decision.remove_keys)
         result.snapshots_tagged = snapshots_to_tag
         if decision.deprecate_at is not None:
             if not dry_run:
                 ec2.enable_deprecation(image.image_id, decision.deprecate_at)
             result.deprecate_at = format_instant(decision.deprecate_at)
+        elif decision.disable_deprecation:
+            if not dry_run:
+                ec2.disable_deprecation(image.image_id)
+            result.deprecation_removed = True
     except ClientError as e:
         if error_code(e) in NOT_FOUND_CODES:
             logger.info("image vanished while tagging", image_id=image.image_id, region=ec2.region)

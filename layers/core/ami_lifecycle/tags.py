@@ -55,6 +55,11 @@ class TagKeys:
         return self._k("expires-at")
 
     @property
+    def expiry_basis(self) -> str:
+        """Written by the tool beside the `P:expires-at` it computed: the retention it came from."""
+        return self._k("expiry-basis")
+
+    @property
     def hold(self) -> str:
         return self._k("hold")
 

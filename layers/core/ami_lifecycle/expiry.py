@@ -1,0 +1,127 @@
+"""When an image expires: live tags (PRODUCT.md section 1). Pure: no AWS, environment or clock.
+
+`P:expires-at` is either the tool's or the user's, and EC2 cannot say who wrote a tag. So beside
+every `P:expires-at` it computes, the tool writes the basis it computed it from,
+`P:expiry-basis` = the retention (`90d`). A `P:expires-at` is the tool's when that basis is present
+**and** the value still equals `CreationDate + basis`; anything else is the user's, and the user's
+always wins. When the tool's value is stale (the user changed `P:retention` since), the expiry is
+recomputed from the new retention, or there is none for `forever`; the tags are rewritten by
+whoever may tag (events, backfill, sweep) and the deprecation time follows.
+
+Images adopted before the basis existed carry no `P:expiry-basis`: their `P:expires-at` is taken
+as the tool's when it equals, to the second, `CreationDate + P:retention` or `CreationDate +
+DefaultRetention` (the values the tool writes), and the basis is then written. A legacy image whose
+custom retention was changed before the basis existed cannot be told from a user's value: its
+`P:expires-at` stays (the safe side).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .model import Image
+from .tags import Retention, TagError, TagKeys, clip, format_instant, parse_instant, parse_retention
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """When an image expires. `at` None: never, or unknown (`error` says why it is unusable).
+
+    `tool_owned`: `P:expires-at` is (or would be) the tool's. `rewrite`: the tags do not say what
+    the live rule says (stale or missing basis): `P:expires-at`/`P:expiry-basis` should become
+    `expires_at_tag`/`basis_tag` (None: removed)."""
+
+    at: datetime | None
+    source: str  # "expires-at" (the user's), "retention", "forever", "untagged"
+    error: str | None = None
+    tool_owned: bool = False
+    rewrite: bool = False
+    expires_at_tag: str | None = None
+    basis_tag: str | None = None
+
+
+def _same_duration(a: Retention, b: Retention) -> bool:
+    return (a.years, a.months, a.days, a.seconds, a.forever) == (b.years, b.months, b.days, b.seconds, b.forever)
+
+
+def _computed(image: Image, retention: Retention) -> datetime | None:
+    """CreationDate + retention; None when it cannot be computed (past year 9999, or unknown date)."""
+    if image.creation_error:
+        return None
+    try:
+        return retention.expiry(image.creation_date)
+    except (TagError, OverflowError):
+        return None
+
+
+def expiry_of(
+    image: Image, keys: TagKeys, default: Retention | None = None, tool_default: Retention | None = None
+) -> Expiry:
+    """The live expiry of an image (see the module docstring). `default`: the retention the tool
+    gives an image without `P:retention` (adoption). `tool_default`: DefaultRetention, which the tool
+    may have computed a legacy `P:expires-at` (one without a basis) from."""
+    tags = image.tags
+    retention: Retention | None = default
+    if keys.retention in tags:
+        try:
+            retention = parse_retention(tags[keys.retention])
+        except TagError as e:
+            return Expiry(None, "retention", str(e))
+    if keys.expires_at in tags:
+        try:
+            at = parse_instant(tags[keys.expires_at])
+        except TagError as e:
+            return Expiry(None, "expires-at", str(e))
+        basis_text = tags.get(keys.expiry_basis)
+        basis: Retention | None = None
+        if basis_text is not None:
+            try:
+                basis = parse_retention(basis_text)
+            except TagError:
+                basis = None
+        if basis is None and basis_text is None:
+            # Adopted before the basis existed: the tool's if it is the value the tool would have
+            # written, from the retention the image states now or from DefaultRetention.
+            for candidate in (retention, tool_default or default):
+                if candidate is not None and not candidate.forever:
+                    legacy = _computed(image, candidate)
+                    if legacy is not None and format_instant(legacy) == format_instant(at):
+                        basis = candidate
+                        break
+        from_basis = _computed(image, basis) if basis is not None and not basis.forever else None
+        tool_owned = from_basis is not None and format_instant(from_basis) == format_instant(at)
+        if tool_owned and retention is not None and basis is not None:
+            if retention.forever:
+                return Expiry(None, "forever", tool_owned=True, rewrite=True)
+            if not _same_duration(retention, basis) or basis_text is None:
+                new = _computed(image, retention)
+                if new is None:
+                    return Expiry(None, "retention", f"retention {clip(retention.text, 40)!r} runs past the year 9999")
+                return Expiry(
+                    new,
+                    "retention",
+                    tool_owned=True,
+                    rewrite=True,
+                    expires_at_tag=format_instant(new),
+                    basis_tag=retention.text,
+                )
+            return Expiry(at, "retention", tool_owned=True, expires_at_tag=tags[keys.expires_at], basis_tag=basis_text)
+        if retention is not None and retention.forever:
+            # The user's P:expires-at beside forever: a contradiction. Keep, and say so.
+            return Expiry(
+                None,
+                "expires-at",
+                f"{keys.retention} is forever but {keys.expires_at} is {format_instant(at)}: "
+                "conflicting tags (remove one)",
+            )
+        # The user's value wins; a basis left beside it is stale and goes.
+        return Expiry(at, "expires-at", rewrite=basis_text is not None, expires_at_tag=tags[keys.expires_at])
+    if retention is None:
+        return Expiry(None, "untagged")
+    if retention.forever:
+        return Expiry(None, "forever")
+    new = _computed(image, retention)
+    if new is None:
+        return Expiry(None, "retention", f"retention {clip(retention.text, 40)!r} runs past the year 9999")
+    return Expiry(new, "retention", tool_owned=True, expires_at_tag=format_instant(new), basis_tag=retention.text)
