@@ -264,7 +264,8 @@ def section_sweep_calls(sec: Section, opts: Options, lazy: Lazy) -> None:
         fleets.append(fleet)
         plans.append(floor_for(fleet, now))
     lazy.say(f"sweep_calls: seeded {total:,} images in {len(FLEET_REGIONS)} regions ({time.perf_counter() - t0:.1f} s)")
-    stack = _stack({"SweepRegions": ",".join(FLEET_REGIONS)}, "bench-sweep")
+    # A deliberate large clean-up: no blast-radius cap (MaxRetirementsPerRun=0).
+    stack = _stack({"SweepRegions": ",".join(FLEET_REGIONS), "MaxRetirementsPerRun": "0"}, "bench-sweep")
     _freeze_heap()
 
     with harness.stdout_to_devnull():
@@ -933,7 +934,7 @@ def _sweep_point(n: int, region: str, lazy: Lazy, now: datetime, *, twice: bool)
 
     fleet = seed.seed_fleet(region, n, now, _session())
     plan = floor_for(fleet, now)
-    stack = _stack({"SweepRegions": region}, f"bench-scale-{n}")
+    stack = _stack({"SweepRegions": region, "MaxRetirementsPerRun": "0"}, f"bench-scale-{n}")
     _freeze_heap()
     payload = {"regions": [region], "dry_run": False}
     again = None

@@ -173,7 +173,9 @@ def main() -> int:
         motoext.reset_calls()
 
         t1 = time.perf_counter()
-        report = sweep(Settings(home_region=REGION), Aws(), now, regions=[REGION], account_id=ACCOUNT)
+        report = sweep(
+            Settings(home_region=REGION), Aws(), now, regions=[REGION], account_id=ACCOUNT, max_retirements=0
+        )
         swept = time.perf_counter() - t1
         calls = motoext.calls()
 

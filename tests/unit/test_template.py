@@ -301,7 +301,8 @@ PROTECTED_ACTIONS = {
 
 
 def test_every_function_holds_the_explicit_denies(prefix: str) -> None:
-    """One managed policy holds every Deny, and every role holds that policy. What the denies refuse is evaluated in test_iam_enforcement.py."""
+    """One managed policy holds every Deny, and every role holds that policy. What the denies
+    refuse is evaluated in test_iam_enforcement.py."""
     cfn = Cfn(parameters(TagPrefix=prefix))
     protect = managed_policy_document(cfn, "ProtectImagesPolicy")["Statement"]
     assert {s["Effect"] for s in protect} == {"Deny"}
@@ -339,7 +340,7 @@ def test_the_sweep_tags_only_as_the_event_path_does_and_never_copies(prefix: str
         for a in as_list(s["Action"])
     }
     assert "ec2:CopyImage" not in allowed
-    tagging = [s for s in managed_policy_document(cfn, "TagImagesPolicy")["Statement"]]
+    tagging = list(managed_policy_document(cfn, "TagImagesPolicy")["Statement"])
     sweep_tagging = [
         s
         for s in function_statements(cfn, "RetentionSweepFunction")

@@ -136,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     apply = add("apply", "Run the retention sweep for real: retire expired images and delete their snapshots.")
     apply.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    for command in (apply, plan):
+        command.add_argument(
+            "--max-retirements",
+            type=_non_negative,
+            metavar="N",
+            help="blast-radius cap for this run, all regions together (default: MaxRetirementsPerRun, "
+            "MAX_RETIREMENTS_PER_RUN, 100; 0 = no limit)",
+        )
 
     backfill = add(
         "backfill",
@@ -462,6 +470,12 @@ def _run_backfill(
     return backfill.render(report)
 
 
+def _non_negative(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a whole number of images (0 = no limit)")
+    return int(value)
+
+
 def _run_sweep(
     args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, dry_run: bool
 ) -> dict[str, Any]:
@@ -469,15 +483,28 @@ def _run_sweep(
     from .sweep import sweep
 
     now = datetime.now(UTC)
-    combined = Report("sweep", dry_run, started_at=now)
-    for region in settings.sweep_regions:
-        out.progress(f"{region}: retention sweep ({'dry run' if dry_run else 'for real'})")
-        with quiet_functions(args.verbose, out.stderr):
-            one = sweep(settings, aws, now, regions=[region], dry_run=dry_run, account_id=account_id)
-        combined.regions.update(one.regions)
+    regions = list(settings.sweep_regions)
+    out.progress(f"{', '.join(regions)}: retention sweep ({'dry run' if dry_run else 'for real'})")
+    # One sweep over every region: MaxRetirementsPerRun counts them all together.
+    with quiet_functions(args.verbose, out.stderr):
+        combined: Report = sweep(
+            settings,
+            aws,
+            now,
+            regions=regions,
+            dry_run=dry_run,
+            account_id=account_id,
+            max_retirements=getattr(args, "max_retirements", None),
+        )
+    for region, one in combined.regions.items():
         t = one.totals
         out.progress(f"{region}: {t.retired} {'would be ' if dry_run else ''}retired, {sum(t.kept.values())} kept")
-    combined.finished_at = datetime.now(UTC)
+    if combined.blast_radius:
+        b = combined.blast_radius
+        out.info(
+            f"blast radius: {b['would_retire']} images are due, more than the limit of {b['limit']} "
+            "(MaxRetirementsPerRun): none retired. For a deliberate clean-up: apply --max-retirements N"
+        )
     report = combined.to_dict()
     if dry_run:
         _add_snapshot_sizes(report, aws)

@@ -149,6 +149,8 @@ class Report:
     finished_at: datetime | None = None
     regions: dict[str, RegionReport] = field(default_factory=dict)
     continuation: dict[str, Any] | None = None
+    # MaxRetirementsPerRun stopped the run: {"would_retire": n, "limit": cap}; nothing was retired.
+    blast_radius: dict[str, int] | None = None
 
     def region(self, name: str) -> RegionReport:
         if name not in self.regions:
@@ -182,6 +184,7 @@ class Report:
                 for name, r in self.regions.items()
             },
             "continuation": self.continuation,
+            "blast_radius": self.blast_radius,
         }
 
     def to_dict(self, max_images_per_region: int | None = None) -> dict[str, Any]:
@@ -194,4 +197,5 @@ class Report:
             "totals": self.totals.to_dict(),
             "regions": {name: r.to_dict(max_images_per_region) for name, r in self.regions.items()},
             "continuation": self.continuation,
+            **({"blast_radius": self.blast_radius} if self.blast_radius else {}),
         }

@@ -46,6 +46,9 @@ class Settings(BaseModel):
     # SharedImageCheck: "strict" (every consumer of a shared image is checked), "managed-accounts"
     # (consumers outside the managed accounts are not checked) or "off" (unsafe: shared = unshared).
     shared_image_check: Literal["strict", "managed-accounts", "off"] = "strict"
+    # MaxRetirementsPerRun: a run that would retire more images than this (all regions together)
+    # retires none and reports blast-radius; 0 = no limit.
+    max_retirements_per_run: int = Field(default=100, ge=0, le=1_000_000)
 
     @field_validator("tag_prefix")
     @classmethod
@@ -155,6 +158,8 @@ class Settings(BaseModel):
                 data["keep_if_launched_within"] = get("KEEP_IF_LAUNCHED_WITHIN")
             if get("SHARED_IMAGE_CHECK"):
                 data["shared_image_check"] = get("SHARED_IMAGE_CHECK")
+            if get("MAX_RETIREMENTS_PER_RUN"):
+                data["max_retirements_per_run"] = get("MAX_RETIREMENTS_PER_RUN")
             if get("MAX_COPIES_IN_FLIGHT"):
                 data["max_copies_in_flight"] = get("MAX_COPIES_IN_FLIGHT")
             settings = cls.model_validate(data)

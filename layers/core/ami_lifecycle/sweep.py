@@ -24,11 +24,12 @@ continues in a new asynchronous invocation, at most MAX_CHAIN times in a row.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -181,43 +182,110 @@ def sweep(
     account_id: str | None = None,
     budget: Budget | None = None,
     in_use_way: InUseWay = "auto",
+    max_retirements: int | None = None,
 ) -> Report:
-    """Sweep each region in turn. A region that fails is reported and the next one is swept; when
-    time runs out, `report.continuation["remaining_regions"]` lists what is left (the region in
+    """Sweep each region in turn, in two phases: every region is decided first; then, when the
+    images to retire are within MaxRetirementsPerRun (`max_retirements` overrides it; 0: no limit),
+    they are retired, else none is (report.blast_radius). A region that fails is reported and the
+    next one is swept; when time runs out, `report.continuation["remaining_regions"]` lists what is left (the region in
     progress first)."""
     regions = list(dict.fromkeys(regions or settings.sweep_regions))
     dry_run = settings.dry_run if dry_run is None else dry_run
     budget = budget or Budget()
+    cap = settings.max_retirements_per_run if max_retirements is None else max_retirements
     report = Report("sweep", dry_run, started_at=now)
+    # Phase 1, every region: list, decide, check the evidence. Nothing is retired yet.
+    planned: list[tuple[int, str, Generator[int, bool, None]]] = []
+    would_retire = 0
     for index, region in enumerate(regions):
         if budget.exhausted():
             report.continuation = {"remaining_regions": regions[index:]}
             break
         out = report.region(region)
-        try:
-            sweep_region(
-                RegionGateways.of(aws, region),
-                settings,
-                now,
-                out,
-                dry_run=dry_run,
-                account_id=account_id,
-                budget=budget,
-                in_use_way=in_use_way,
-            )
-        except OutOfTime:
-            out.status = "incomplete"
-            report.continuation = {"remaining_regions": regions[index:]}
-            logger.warning("sweep out of time", region=region, remaining_regions=regions[index:])
+        steps = _region_steps(
+            RegionGateways.of(aws, region),
+            settings,
+            now,
+            out,
+            dry_run=dry_run,
+            account_id=account_id,
+            budget=budget,
+            in_use_way=in_use_way,
+        )
+        if _run_region(report, regions, index, lambda steps=steps: next(steps, None)):  # type: ignore[misc]
             break
-        except Exception as e:  # one region's failure never stops the others
-            out.fail(_describe_error(e))
-            logger.exception("region sweep failed", region=region, error=out.error)
+        would_retire += out.notes.get("retirable", 0)
+        planned.append((index, region, steps))
+    if report.continuation and planned:
+        # Out of time before anything was retired: the regions decided so far are swept again
+        # (in a follow-up), their decisions are not acted on half-way.
+        first = planned[0][0]
+        for _, region, steps in planned:
+            steps.close()
+            report.region(region).status = "incomplete"
+        report.continuation = {"remaining_regions": regions[first:]}
+        planned = []
+    # The blast-radius cap: all regions together, before anything is retired.
+    allowed = not cap or would_retire <= cap
+    if not allowed:
+        report.blast_radius = {"would_retire": would_retire, "limit": cap}
+        logger.error(
+            "blast radius: more retirements than MaxRetirementsPerRun, none done",
+            would_retire=would_retire,
+            limit=cap,
+        )
+    # Phase 2: retire (if allowed), set deprecation times, clean up orphaned snapshots.
+    for position, (index, _region, steps) in enumerate(planned):
+        if report.continuation:
+            steps.close()
+            continue
+
+        def execute(steps: Generator[int, bool, None] = steps) -> None:
+            with contextlib.suppress(StopIteration):
+                steps.send(allowed)
+
+        if _run_region(report, regions, index, execute):
+            for _, _, rest in planned[position + 1 :]:
+                rest.close()
+            break
     report.finished_at = datetime.now(UTC)
     return report
 
 
+def _run_region(report: Report, regions: Sequence[str], index: int, step: Callable[[], object]) -> bool:
+    """Run one step of a region; a failure is reported and the others go on. True when time ran out."""
+    region = regions[index]
+    out = report.region(region)
+    if out.status == "failed":
+        return False
+    try:
+        step()
+    except OutOfTime:
+        out.status = "incomplete"
+        report.continuation = {"remaining_regions": regions[index:]}
+        logger.warning("sweep out of time", region=region, remaining_regions=regions[index:])
+        return True
+    except Exception as e:  # one region's failure never stops the others
+        out.fail(_describe_error(e))
+        logger.exception("region sweep failed", region=region, error=out.error)
+    return False
+
+
 def sweep_region(
+    gw: RegionGateways,
+    settings: Settings,
+    now: datetime,
+    out: RegionReport,
+    **kw: Any,
+) -> None:
+    """Sweep one region at once (decide, then act): `_region_steps` run to the end."""
+    steps = _region_steps(gw, settings, now, out, **kw)
+    if next(steps, None) is not None:
+        with contextlib.suppress(StopIteration):
+            steps.send(True)
+
+
+def _region_steps(
     gw: RegionGateways,
     settings: Settings,
     now: datetime,
@@ -230,8 +298,11 @@ def sweep_region(
     listing: Sequence[Image] | None = None,
     only: Collection[str] | None = None,
     snapshots: Sequence[dict[str, Any]] | None = None,
-) -> None:
+) -> Generator[int, bool, None]:
     """Sweep one region into `out` (filled as the work is done, so a failure keeps what was done).
+
+    Two steps: the first decides and yields how many images it would retire; the value sent back
+    says whether they may be retired (False: the blast-radius cap stopped the run; they are kept).
 
     A caller that has already listed the region (the backfill) passes `listing` (every image of the
     account there) and `snapshots` (its snapshots), and the sweep lists nothing again. `only`
@@ -283,6 +354,16 @@ def sweep_region(
                 detail=d.detail,
                 reasons=list(d.reasons),
             )
+
+    out.notes["retirable"] = len(to_retire)
+    allowed = yield len(to_retire)
+    if not allowed:
+        for image in to_retire:
+            e = entries[image.image_id]
+            e.decision, e.reason, e.outcome = "keep", "blast-radius", "kept"
+            e.detail = "retirable, but this run would retire more images than MaxRetirementsPerRun: none retired"
+            out.totals.count_kept("blast-radius")
+        to_retire = []
 
     # Dry run: to predict which snapshots EC2 would skip (still used by another image, managed or
     # not), look at every image of the account in the region. A real run lets EC2 decide.
@@ -914,6 +995,8 @@ def emit_metrics(report: Report) -> None:
     count("ImagesKept", sum(totals.kept.values()))
     count("SweepErrors", totals.errors)
     count("SweepRegionsFailed", sum(1 for r in report.regions.values() if r.status == "failed"))
+    if report.blast_radius and not report.dry_run:
+        count("SweepBlastRadius")
     continuation = report.continuation or {}
     if continuation.get("requested"):
         count("SweepContinued")
