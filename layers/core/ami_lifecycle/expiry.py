@@ -10,7 +10,7 @@ whoever may tag (events, backfill, sweep) and the deprecation time follows.
 
 Images adopted before the basis existed carry no `P:expiry-basis`: their `P:expires-at` is taken
 as the tool's when it equals, to the second, `CreationDate + P:retention` or `CreationDate +
-DefaultRetention` (the values the tool writes), and the basis is then written. A legacy image whose
+DefaultRetention` (the values the tool writes); the basis is written when the value next changes. A legacy image whose
 custom retention was changed before the basis existed cannot be told from a user's value: its
 `P:expires-at` stays (the safe side).
 """
@@ -94,7 +94,8 @@ def expiry_of(
         if tool_owned and retention is not None and basis is not None:
             if retention.forever:
                 return Expiry(None, "forever", tool_owned=True, rewrite=True)
-            if not _same_duration(retention, basis) or basis_text is None:
+            # (A legacy image whose retention is unchanged is left as it is: no mass re-tagging on upgrade.)
+            if not _same_duration(retention, basis):
                 new = _computed(image, retention)
                 if new is None:
                     return Expiry(None, "retention", f"retention {clip(retention.text, 40)!r} runs past the year 9999")
