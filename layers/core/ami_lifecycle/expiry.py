@@ -10,9 +10,9 @@ whoever may tag (events, backfill, sweep) and the deprecation time follows.
 
 Images adopted before the basis existed carry no `P:expiry-basis`: their `P:expires-at` is taken
 as the tool's when it equals, to the second, `CreationDate + P:retention` or `CreationDate +
-DefaultRetention` (the values the tool writes); the basis is written when the value next changes. A legacy image whose
-custom retention was changed before the basis existed cannot be told from a user's value: its
-`P:expires-at` stays (the safe side).
+DefaultRetention` (the values the tool writes); the basis is written when the value next changes.
+A legacy image whose custom retention was changed before the basis existed cannot be told from a
+user's value: its `P:expires-at` stays (the safe side).
 """
 
 from __future__ import annotations

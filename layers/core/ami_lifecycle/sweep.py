@@ -6,15 +6,18 @@ Per region, independently (one region failing never stops the others):
    deprecated included, pages of 1000 (ceil(n/1000) calls). Deregistration protection comes with
    them (`DeregistrationProtection`): no extra call.
 2. Rank the families and decide the pure part of the rule (`retention.decide`).
-3. Only for the images that pass every other condition (the candidates), check what uses them,
-   the cheaper way: DescribeImageReferences in batches of 10 ids (ceil(candidates/10) calls), or
-   one listing of the instances and of every launch template version (1 + templates calls). The
-   launch configurations are listed once either way (when there are candidates).
+3. Only for the images that pass every other condition (the candidates), gather the evidence of
+   non-use (`gather_evidence`): every `evidence.Source` must answer, by DescribeImageReferences
+   (ceil(candidates/10) calls) or by listing when that is cheaper; launch configurations are
+   listed either way. A source that cannot answer keeps every candidate (`unverified`). Then the
+   shared-image check (`check_sharing`): launch permissions, usage reports.
+   Steps 1-3 run for every region before any image is retired: the blast-radius cap
+   (MaxRetirementsPerRun) counts all regions together, and over it nothing is retired.
 4. Retire: DeregisterImage(DeleteAssociatedSnapshots=True), one call per image; EC2 deletes the
    snapshots no other image uses in the same call and reports each one.
-5. Reconcile: set the native deprecation time of managed images that lack it (copies in replica
-   regions get theirs here), and delete orphaned managed snapshots (their image is gone and no
-   registered image uses them), e.g. after a snapshot deletion EC2 reported as failed.
+5. Reconcile: rewrite the tool's P:expires-at where P:retention changed (live tags), set the
+   native deprecation time of managed images that lack it (copies in replica regions get theirs
+   here), and delete orphaned managed snapshots (`reconcile_orphan_snapshots` says which).
 
 Dry-run changes nothing and reports the same decisions. Time budget: when the Lambda has less than
 a safety margin left, the sweep stops cleanly and returns the regions still to do (a half-done
@@ -187,8 +190,8 @@ def sweep(
     """Sweep each region in turn, in two phases: every region is decided first; then, when the
     images to retire are within MaxRetirementsPerRun (`max_retirements` overrides it; 0: no limit),
     they are retired, else none is (report.blast_radius). A region that fails is reported and the
-    next one is swept; when time runs out, `report.continuation["remaining_regions"]` lists what is left (the region in
-    progress first)."""
+    next one is swept; when time runs out, `report.continuation["remaining_regions"]` lists what
+    is left (the region in progress first)."""
     regions = list(dict.fromkeys(regions or settings.sweep_regions))
     dry_run = settings.dry_run if dry_run is None else dry_run
     budget = budget or Budget()
