@@ -21,23 +21,6 @@ REGION = "us-east-1"
 OTHER = "eu-west-1"
 
 
-@pytest.fixture(scope="module")
-def _mocked_aws() -> Iterator[None]:
-    """One ``mock_aws()`` for the module (starting it costs ~0.2 s); each test resets the backends."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-            "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",  # speed; one test turns it back on
-        }.items():
-            monkeypatch.setenv(name, value)
-        motoext.install()
-        with mock_aws():
-            yield
-
-
 @pytest.fixture(autouse=True)
 def _fresh(_mocked_aws: None) -> Iterator[None]:
     BackendDict.reset()
@@ -617,7 +600,6 @@ def test_recycle_bin_is_empty_without_rules_and_takes_at_most_20_ids() -> None:
     import boto3
     from ami_lifecycle_localaws import motoext
     from botocore.exceptions import ClientError
-    from moto import mock_aws
 
     motoext.install()
     with mock_aws():
@@ -627,7 +609,7 @@ def test_recycle_bin_is_empty_without_rules_and_takes_at_most_20_ids() -> None:
             ec2.list_images_in_recycle_bin(ImageIds=[f"ami-{i:017x}" for i in range(21)])
 
 
-def test_describe_parameters_filters_on_data_type(moto_aws: None) -> None:
+def test_describe_parameters_filters_on_data_type() -> None:
     import boto3
 
     ec2 = boto3.client("ec2", region_name="us-east-1")

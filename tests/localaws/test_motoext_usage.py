@@ -14,7 +14,6 @@ import pytest
 from ami_lifecycle_localaws import motoext
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from moto.core.base_backend import BackendDict
 from moto.server import ThreadedMotoServer
 
@@ -24,23 +23,6 @@ OWNER = "123456789012"  # moto's default account
 ALICE = "111111111111"
 BOB = "222222222222"
 COMPONENT = "arn:aws:imagebuilder:us-east-1:aws:component/update-linux/x.x.x"
-
-
-@pytest.fixture(scope="module")
-def _mocked_aws() -> Iterator[None]:
-    """One ``mock_aws()`` for the module (starting it costs ~0.2 s); each test resets the backends."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-            "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
-        }.items():
-            monkeypatch.setenv(name, value)
-        motoext.install()
-        with mock_aws():
-            yield
 
 
 @pytest.fixture(autouse=True)
