@@ -278,12 +278,32 @@ def assess_sharing(
             f"{format_instant(pending.created or now)} is pending; a later sweep reads it",
             consumers,
         )
-    verb = "a real sweep would request" if dry_run else "requested"
+    verb = "a real sweep would request" if dry_run else "requesting"
     return Sharing(
         ShareState.UNVERIFIED,
         f"shared with {who}: no usage report since it expired; {verb} one, read by a later sweep",
         consumers,
         request_report=not dry_run,
+    )
+
+
+def report_requested(sharing: Sharing, report_id: str) -> Sharing:
+    """The verdict once the usage report `assess_sharing` asked for was requested: still kept."""
+    return Sharing(
+        ShareState.UNVERIFIED,
+        f"shared with {_named(sharing.consumers)}: no usage report since it expired; requested {report_id}, "
+        "read by a later sweep",
+        sharing.consumers,
+    )
+
+
+def report_request_failed(sharing: Sharing, error: str) -> Sharing:
+    """The verdict when requesting that usage report failed: kept, and why."""
+    return Sharing(
+        ShareState.UNVERIFIED,
+        f"shared with {_named(sharing.consumers)}: no usage report since it expired, and requesting one "
+        f"failed ({error})",
+        sharing.consumers,
     )
 
 

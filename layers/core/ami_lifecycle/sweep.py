@@ -48,7 +48,6 @@ from .evidence import (
     NOT_SHARED,
     Evidence,
     LaunchPermissions,
-    ShareState,
     Sharing,
     Source,
     SourceAnswer,
@@ -57,6 +56,8 @@ from .evidence import (
     UsageReport,
     assess_sharing,
     can_be_shared,
+    report_request_failed,
+    report_requested,
     usable_report,
     usage_of,
 )
@@ -643,19 +644,10 @@ def check_sharing(
             try:
                 report_id = ec2.create_usage_report(image_id, token)
             except (ClientError, BotoCoreError) as e:
-                verdict = Sharing(
-                    ShareState.UNVERIFIED,
-                    f"shared with {', '.join(verdict.consumers[:5])}: no usage report since it expired, and "
-                    f"requesting one failed ({_describe_error(e)})",
-                    verdict.consumers,
-                )
+                verdict = report_request_failed(verdict, _describe_error(e))
             else:
                 requested.append(report_id)
-                verdict = Sharing(
-                    ShareState.UNVERIFIED,
-                    verdict.detail.replace("requested one", f"requested {report_id}"),
-                    verdict.consumers,
-                )
+                verdict = report_requested(verdict, report_id)
         verdicts[image_id] = verdict
     out.notes["shared_check"] = {
         "mode": mode,
