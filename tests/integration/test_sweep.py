@@ -581,6 +581,31 @@ def test_orphaned_snapshots_stay_when_the_recycle_bin_cannot_be_checked(
     assert {orphans.orphan, orphans.in_bin} <= snapshots(client("ec2"))
 
 
+def test_a_shared_orphaned_snapshot_is_kept(orphans: Orphans, settings: Settings, now: datetime) -> None:
+    # Another account may have registered an image on it: createVolumePermission keeps it.
+    ec2 = client("ec2")
+    ec2.modify_snapshot_attribute(
+        SnapshotId=orphans.orphan, Attribute="createVolumePermission", OperationType="add", UserIds=["222222222222"]
+    )
+    report = run(settings, now, regions=[EAST])
+    records = {r["snapshot_id"]: r["outcome"] for r in report.regions[EAST].snapshots}
+    assert records[orphans.orphan] == "kept: shared with another account (createVolumePermission)"
+    # The unshared one beside it (moto's Recycle Bin is empty, so it is a plain orphan) still goes.
+    assert records[orphans.in_bin] == "deleted (orphaned)"
+    left = snapshots(ec2)
+    assert orphans.orphan in left and orphans.in_bin not in left and report.totals.snapshots_deleted == 1
+
+
+def test_an_orphaned_snapshot_whose_sharing_cannot_be_read_is_kept(
+    orphans: Orphans, settings: Settings, now: datetime
+) -> None:
+    motoext.inject_error("DescribeSnapshotAttribute", "UnauthorizedOperation", "not allowed", times=5)
+    report = run(settings, now, regions=[EAST])
+    records = {r["snapshot_id"]: r["outcome"] for r in report.regions[EAST].snapshots}
+    assert records[orphans.orphan].startswith("kept: its sharing could not be checked (UnauthorizedOperation")
+    assert orphans.orphan in snapshots(client("ec2")) and report.totals.snapshots_deleted == 0
+
+
 # ---------------------------------------------------------------- time budget and continuation
 
 
