@@ -168,10 +168,10 @@ def floor_for(fleet: Any, now: datetime) -> RegionPlan:
     sweep lists by tag), the cheapest reference check for the candidates, one DeregisterImage per
     retired image, nothing per snapshot (DeregisterImage deletes them)."""
     import seed
-    from ami_lifecycle.evidence import checked_unused
-    from ami_lifecycle.model import Reference
-    from ami_lifecycle.retention import decide_all
-    from ami_lifecycle.settings import Settings
+    from ami_lifecycle.domain.evidence import checked_unused
+    from ami_lifecycle.domain.model import Reference
+    from ami_lifecycle.domain.retention import decide_all
+    from ami_lifecycle.domain.settings import Settings
 
     settings = Settings(home_region=HOME)
     images = seed.as_images(fleet)
@@ -539,7 +539,7 @@ def section_event_path(sec: Section, opts: Options, lazy: Lazy) -> None:
 def _engine_images(n: int, now: datetime) -> list[Any]:
     """n managed images in one region, families of 1 to 150, ~10% expired, 3% held."""
     import seed
-    from ami_lifecycle.model import Image
+    from ami_lifecycle.domain.model import Image
 
     rng = random.Random(11)
     images = []
@@ -597,10 +597,10 @@ def _profile_top(fn: Callable[[], Any], k: int) -> str:
 
 
 def section_engine(sec: Section, opts: Options, lazy: Lazy) -> None:
-    from ami_lifecycle import retention
-    from ami_lifecycle.adoption import decide_adoption
-    from ami_lifecycle.evidence import checked_unused
-    from ami_lifecycle.settings import Settings
+    from ami_lifecycle.domain import retention
+    from ami_lifecycle.domain.adoption import decide_adoption
+    from ami_lifecycle.domain.evidence import checked_unused
+    from ami_lifecycle.domain.settings import Settings
 
     n = 20_000 if opts.quick else 200_000
     repeat = 1  # one run over 200,000 images is long enough to average itself
@@ -996,7 +996,7 @@ def _largest(retire_fraction: float, costs: dict[str, float], scenario: int, bud
 
 
 def section_scale(sec: Section, opts: Options, lazy: Lazy) -> None:
-    from ami_lifecycle.sweep import SAFETY_MARGIN_MS
+    from ami_lifecycle.services.sweep import SAFETY_MARGIN_MS
 
     lazy.local_aws()
     now = datetime.now(UTC)
@@ -1137,7 +1137,7 @@ def section_scale(sec: Section, opts: Options, lazy: Lazy) -> None:
     )
     sec.notes.append(
         "Past one invocation the sweep stops cleanly and continues in a follow-up invocation (up to "
-        "ami_lifecycle.sweep.MAX_CHAIN in a row); retired images are gone on the next pass, so a backlog drains "
+        "sweep.MAX_CHAIN in a row); retired images are gone on the next pass, so a backlog drains "
         "over several invocations. What cannot be split is listing and deciding one region: the 'nothing to "
         "retire' row is that hard limit."
     )

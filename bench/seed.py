@@ -219,9 +219,9 @@ def still_registered(region: str, image_ids: list[str]) -> set[str]:
 
 
 def as_images(fleet: Fleet) -> list[Any]:
-    """The managed images as the sweep will see them (ami_lifecycle.model.Image), for the engine's
+    """The managed images as the sweep will see them (ami_lifecycle.domain.model.Image), for the engine's
     expected decisions."""
-    from ami_lifecycle.model import Image
+    from ami_lifecycle.domain.model import Image
 
     return [
         Image(

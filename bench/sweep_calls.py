@@ -155,9 +155,9 @@ def main() -> int:
     args = parser.parse_args()
     logging.disable(logging.INFO)  # the sweep logs one line per image: not what is measured here
 
-    from ami_lifecycle.clients import Aws
-    from ami_lifecycle.settings import Settings
-    from ami_lifecycle.sweep import sweep
+    from ami_lifecycle.aws.clients import Aws
+    from ami_lifecycle.domain.settings import Settings
+    from ami_lifecycle.services.sweep import sweep
     from ami_lifecycle_localaws import motoext
     from moto import mock_aws
 

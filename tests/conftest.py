@@ -84,7 +84,7 @@ def moto_aws() -> Iterator[None]:
 def _fresh_runtime() -> Iterator[None]:
     """Each test gets fresh cached settings/clients and empty metrics."""
     from ami_lifecycle import runtime
-    from ami_lifecycle.observability import metrics
+    from ami_lifecycle.runtime.observability import metrics
 
     runtime.reset()
     yield
@@ -95,7 +95,7 @@ def _fresh_runtime() -> Iterator[None]:
 @pytest.fixture
 def make_settings() -> Callable[..., Any]:
     """Settings as template.yaml would pass them, with overrides: make_settings(replica_regions=("us-west-2",))."""
-    from ami_lifecycle.settings import Settings
+    from ami_lifecycle.domain.settings import Settings
 
     def make(**overrides: Any) -> Settings:
         data: dict[str, Any] = {"home_region": HOME}

@@ -2,15 +2,15 @@
 
 Payload (all keys optional): `{"actions": ["tag", "replicate", "retire"], "regions": ["us-east-1"],
 "image_ids": ["ami-..."], "dry_run": true}`; `dry_run` defaults to true. A follow-up invocation
-(time budget) adds `"continuation": {...}`. Returns the backfill report (ami_lifecycle.report), or
+(time budget) adds `"continuation": {...}`. Returns the backfill report (ami_lifecycle.domain.report), or
 `{"status": "refused", "error": ...}`.
 """
 
 from typing import Any
 
 from ami_lifecycle import runtime
-from ami_lifecycle.backfill import handle
-from ami_lifecycle.observability import logger, metrics, tracer
+from ami_lifecycle.runtime.observability import logger, metrics, tracer
+from ami_lifecycle.services.backfill import handle
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 

@@ -3,8 +3,8 @@
 from typing import Any
 
 from ami_lifecycle import runtime
-from ami_lifecycle.image_events import handle_event
-from ami_lifecycle.observability import logger, metrics, tracer
+from ami_lifecycle.runtime.observability import logger, metrics, tracer
+from ami_lifecycle.services.image_events import handle_event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 

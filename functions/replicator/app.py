@@ -4,8 +4,8 @@ with partial batch failures (deferred and failed requests stay on the queue)."""
 from typing import Any
 
 from ami_lifecycle import runtime
-from ami_lifecycle.observability import logger, metrics, tracer
-from ami_lifecycle.replicator import handle_batch
+from ami_lifecycle.runtime.observability import logger, metrics, tracer
+from ami_lifecycle.services.replicator import handle_batch
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 

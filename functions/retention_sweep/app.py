@@ -2,14 +2,14 @@
 
 Payload (all keys optional): `{"regions": ["us-east-1"], "dry_run": true}`; the schedule sends
 `{"source": "schedule"}`; a follow-up invocation (time budget) adds `"continuation": n`.
-Returns the sweep report (ami_lifecycle.report), or `{"status": "refused", "error": ...}`.
+Returns the sweep report (ami_lifecycle.domain.report), or `{"status": "refused", "error": ...}`.
 """
 
 from typing import Any
 
 from ami_lifecycle import runtime
-from ami_lifecycle.observability import logger, metrics, tracer
-from ami_lifecycle.sweep import handle
+from ami_lifecycle.runtime.observability import logger, metrics, tracer
+from ami_lifecycle.services.sweep import handle
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 

@@ -540,7 +540,7 @@ def warm_functions() -> Iterator[None]:
     """The functions keep their boto3 clients from one invocation to the next, as a warm Lambda
     container does (the local runner otherwise gives every invocation a cold start)."""
     from ami_lifecycle import runtime
-    from ami_lifecycle.clients import Aws
+    from ami_lifecycle.aws.clients import Aws
 
     shared = Aws()
     original = runtime.aws

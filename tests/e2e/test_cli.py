@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from ami_lifecycle.cli import main
-from ami_lifecycle.tags import format_instant
+from ami_lifecycle.domain.tags import format_instant
 from ami_lifecycle_localaws.fleet import create_image
 from ami_lifecycle_localaws.server import EmbeddedAws
 

@@ -34,7 +34,7 @@ def test_template_declares_the_contracts_functions() -> None:
 
 
 def test_every_template_parameter_reaches_the_functions_as_a_validated_setting(stack: LocalStack) -> None:
-    from ami_lifecycle.settings import Settings
+    from ami_lifecycle.domain.settings import Settings
 
     env = stack.environment("ImageEventsFunction")
     settings = Settings.from_env(env)

@@ -26,7 +26,7 @@ from typing import Any
 import boto3
 import botocore.endpoint
 import pytest
-from ami_lifecycle.clients import RETRY_CONFIG, Aws
+from ami_lifecycle.aws.clients import RETRY_CONFIG, Aws
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import backdate, create_image, snapshot_ids
 from ami_lifecycle_localaws.stack import LocalStack

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from ami_lifecycle import runtime
-from ami_lifecycle.ec2 import Ec2
+from ami_lifecycle.aws.ec2 import Ec2
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.stack import load_template
 from moto.ec2.models.amis import AmiBackend

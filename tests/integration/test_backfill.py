@@ -14,10 +14,10 @@ from typing import Any
 
 import boto3
 import pytest
-from ami_lifecycle.backfill import Backfill, BackfillRequest, handle, parse_request
-from ami_lifecycle.clients import Aws
-from ami_lifecycle.settings import Settings
-from ami_lifecycle.tags import format_instant
+from ami_lifecycle.aws.clients import Aws
+from ami_lifecycle.domain.settings import Settings
+from ami_lifecycle.domain.tags import format_instant
+from ami_lifecycle.services.backfill import Backfill, BackfillRequest, handle, parse_request
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 from ami_lifecycle import runtime
-from ami_lifecycle.clients import Aws
+from ami_lifecycle.aws.clients import Aws
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, tags_of
 from ami_lifecycle_localaws.stack import LocalStack, load_template

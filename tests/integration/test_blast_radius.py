@@ -6,8 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from ami_lifecycle.settings import Settings
-from ami_lifecycle.sweep import sweep
+from ami_lifecycle.domain.settings import Settings
+from ami_lifecycle.services.sweep import sweep
 from ami_lifecycle_localaws import motoext
 
 from tests.conftest import ACCOUNT_ID

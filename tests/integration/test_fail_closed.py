@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from ami_lifecycle.backfill import Backfill, parse_request
-from ami_lifecycle.image_events import handle_event
-from ami_lifecycle.settings import Settings
-from ami_lifecycle.sweep import sweep
+from ami_lifecycle.domain.settings import Settings
+from ami_lifecycle.services.backfill import Backfill, parse_request
+from ami_lifecycle.services.image_events import handle_event
+from ami_lifecycle.services.sweep import sweep
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image
 from botocore.config import Config

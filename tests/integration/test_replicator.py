@@ -13,14 +13,14 @@ from typing import Any
 
 import boto3
 import pytest
-from ami_lifecycle.clients import Aws
-from ami_lifecycle.ec2 import Ec2
-from ami_lifecycle.image_events import handle_event
-from ami_lifecycle.observability import metrics
-from ami_lifecycle.replication import CopyRequest, plan_copies, send_copy_requests
-from ami_lifecycle.replicator import FAILED_RETRY_SECONDS, Replicator, handle_batch, record_failed_copy
-from ami_lifecycle.settings import Settings
-from ami_lifecycle.tags import format_instant
+from ami_lifecycle.aws.clients import Aws
+from ami_lifecycle.aws.ec2 import Ec2
+from ami_lifecycle.domain.replication import CopyRequest, plan_copies, send_copy_requests
+from ami_lifecycle.domain.settings import Settings
+from ami_lifecycle.domain.tags import format_instant
+from ami_lifecycle.runtime.observability import metrics
+from ami_lifecycle.services.image_events import handle_event
+from ami_lifecycle.services.replicator import FAILED_RETRY_SECONDS, Replicator, handle_batch, record_failed_copy
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 from botocore.config import Config

@@ -16,13 +16,13 @@ from typing import Any
 
 import boto3
 import pytest
-from ami_lifecycle import sweep as sweep_module
-from ami_lifecycle.clients import Aws
-from ami_lifecycle.ec2 import Ec2
-from ami_lifecycle.report import Report
-from ami_lifecycle.settings import Settings
-from ami_lifecycle.sweep import MAX_CHAIN, Budget, sweep
-from ami_lifecycle.tags import format_instant
+from ami_lifecycle.aws.clients import Aws
+from ami_lifecycle.aws.ec2 import Ec2
+from ami_lifecycle.domain.report import Report
+from ami_lifecycle.domain.settings import Settings
+from ami_lifecycle.domain.tags import format_instant
+from ami_lifecycle.services import sweep as sweep_module
+from ami_lifecycle.services.sweep import MAX_CHAIN, Budget, sweep
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids
 

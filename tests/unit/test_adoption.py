@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from ami_lifecycle.adoption import decide_adoption
-from ami_lifecycle.model import Image
-from ami_lifecycle.settings import ConfigError, Settings
+from ami_lifecycle.domain.adoption import decide_adoption
+from ami_lifecycle.domain.model import Image
+from ami_lifecycle.domain.settings import ConfigError, Settings
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 P = "ami-lifecycle"

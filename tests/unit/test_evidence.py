@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ami_lifecycle.evidence import (
+from ami_lifecycle.domain.evidence import (
     ALL_SOURCES,
     NOT_SHARED,
     USAGE_REPORT_MAX_AGE,
@@ -20,9 +20,9 @@ from ami_lifecycle.evidence import (
     assess_sharing,
     usage_of,
 )
-from ami_lifecycle.model import Image, Reference
-from ami_lifecycle.retention import Reason, decide
-from ami_lifecycle.settings import Settings
+from ami_lifecycle.domain.model import Image, Reference
+from ami_lifecycle.domain.retention import Reason, decide
+from ami_lifecycle.domain.settings import Settings
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -60,7 +60,7 @@ def complete() -> Evidence:
 
 
 def decision(usage: Usage, img: Image | None = None) -> object:
-    from ami_lifecycle.retention import rank_families
+    from ami_lifecycle.domain.retention import rank_families
 
     img = img or image()
     return decide(img, rank_families([img], SETTINGS, ACCOUNT).get(img.image_id), usage, SETTINGS, NOW, ACCOUNT)

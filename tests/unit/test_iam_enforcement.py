@@ -26,11 +26,11 @@ from functools import cache
 from typing import Any
 
 import pytest
-from ami_lifecycle.adoption import decide_adoption, foreign_manager
-from ami_lifecycle.model import Image
-from ami_lifecycle.replication import plan_copies
-from ami_lifecycle.settings import Settings
-from ami_lifecycle.tags import FOREIGN_MANAGER_TAGS, parse_bool
+from ami_lifecycle.domain.adoption import decide_adoption, foreign_manager
+from ami_lifecycle.domain.model import Image
+from ami_lifecycle.domain.replication import plan_copies
+from ami_lifecycle.domain.settings import Settings
+from ami_lifecycle.domain.tags import FOREIGN_MANAGER_TAGS, parse_bool
 
 from tests.unit.test_template import (
     ACCOUNT,

@@ -19,15 +19,14 @@ from functools import partial
 from typing import Any, cast
 
 import pytest
-from ami_lifecycle import backfill, sweep
-from ami_lifecycle.adoption import decide_adoption
-from ami_lifecycle.clients import Aws
-from ami_lifecycle.events import DETAIL_TYPE, SOURCE, AmiStateChange, BadEvent, parse_ami_event
-from ami_lifecycle.model import Image
-from ami_lifecycle.replication import CopyRequest
-from ami_lifecycle.retention import expiry_of
-from ami_lifecycle.settings import ConfigError, Settings
-from ami_lifecycle.tags import (
+from ami_lifecycle.aws.clients import Aws
+from ami_lifecycle.domain.adoption import decide_adoption
+from ami_lifecycle.domain.events import DETAIL_TYPE, SOURCE, AmiStateChange, BadEvent, parse_ami_event
+from ami_lifecycle.domain.model import Image
+from ami_lifecycle.domain.replication import CopyRequest
+from ami_lifecycle.domain.retention import expiry_of
+from ami_lifecycle.domain.settings import ConfigError, Settings
+from ami_lifecycle.domain.tags import (
     MAX_KEEP_LATEST,
     MAX_TAG_VALUE,
     Retention,
@@ -43,6 +42,7 @@ from ami_lifecycle.tags import (
     parse_retention,
     validate_prefix,
 )
+from ami_lifecycle.services import backfill, sweep
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -709,11 +709,11 @@ def test_a_100k_character_input_is_parsed_or_refused_fast(parse: Callable[[], An
 
 def test_explicit_nulls_never_widen_a_run() -> None:
     """`{"image_ids": null}` must not mean every image, nor `{"actions": null}` every action."""
-    from ami_lifecycle.backfill import BadRequest as BackfillRefused
-    from ami_lifecycle.backfill import parse_request as parse_backfill
-    from ami_lifecycle.settings import Settings
-    from ami_lifecycle.sweep import BadRequest as SweepRefused
-    from ami_lifecycle.sweep import parse_request as parse_sweep
+    from ami_lifecycle.domain.settings import Settings
+    from ami_lifecycle.services.backfill import BadRequest as BackfillRefused
+    from ami_lifecycle.services.backfill import parse_request as parse_backfill
+    from ami_lifecycle.services.sweep import BadRequest as SweepRefused
+    from ami_lifecycle.services.sweep import parse_request as parse_sweep
 
     settings = Settings(home_region="us-east-1")
     for key in ("image_ids", "actions", "regions"):

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from ami_lifecycle.model import Image
-from ami_lifecycle.replication import CopyRequest, plan_copies, recorded_copies, send_copy_requests
-from ami_lifecycle.replicator import (
+from ami_lifecycle.domain.model import Image
+from ami_lifecycle.domain.replication import CopyRequest, plan_copies, recorded_copies, send_copy_requests
+from ami_lifecycle.domain.tags import MAX_TAG_VALUE, TagKeys
+from ami_lifecycle.services.replicator import (
     BACKOFF_CAP,
     backoff_seconds,
     is_permanent,
@@ -18,7 +19,6 @@ from ami_lifecycle.replicator import (
     parse_copies,
     render_copies,
 )
-from ami_lifecycle.tags import MAX_TAG_VALUE, TagKeys
 from botocore.exceptions import ClientError
 
 P = "ami-lifecycle"

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from ami_lifecycle.evidence import checked_unused
-from ami_lifecycle.model import Image, Reference
-from ami_lifecycle.retention import (
+from ami_lifecycle.domain.evidence import checked_unused
+from ami_lifecycle.domain.model import Image, Reference
+from ami_lifecycle.domain.retention import (
     KEEP_PRIORITY,
     FamilyRank,
     Reason,
@@ -23,8 +23,8 @@ from ami_lifecycle.retention import (
     family_of,
     rank_families,
 )
-from ami_lifecycle.settings import Settings
-from ami_lifecycle.tags import TagError, format_instant, parse_bool, parse_instant, parse_keep_latest
+from ami_lifecycle.domain.settings import Settings
+from ami_lifecycle.domain.tags import TagError, format_instant, parse_bool, parse_instant, parse_keep_latest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st

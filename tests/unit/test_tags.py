@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
-from ami_lifecycle.tags import (
+from ami_lifecycle.domain.tags import (
     TagError,
     TagKeys,
     derive_family,

@@ -511,7 +511,7 @@ def test_keep_if_launched_within_is_hours_days_or_weeks(value: str, ok: bool) ->
 
 @pytest.mark.parametrize("value", ["0d", "7d", "99999h", "9999d", "999w"])
 def test_every_keep_if_launched_within_the_template_admits_is_accepted_by_the_functions(value: str) -> None:
-    from ami_lifecycle.settings import Settings
+    from ami_lifecycle.domain.settings import Settings
 
     settings = Settings.from_env(function_environment(Cfn(parameters(KeepIfLaunchedWithin=value))))
     assert settings.keep_if_launched_within == value
@@ -519,7 +519,7 @@ def test_every_keep_if_launched_within_the_template_admits_is_accepted_by_the_fu
 
 @pytest.mark.parametrize("value", ["strict", "managed-accounts", "off"])
 def test_every_shared_image_check_reaches_the_settings(value: str) -> None:
-    from ami_lifecycle.settings import Settings
+    from ami_lifecycle.domain.settings import Settings
 
     settings = Settings.from_env(function_environment(Cfn(parameters(SharedImageCheck=value))))
     assert settings.shared_image_check == value
@@ -628,7 +628,7 @@ def test_business_alarms_watch_powertools_metrics() -> None:
 def emitted_metric_names() -> set[str]:
     """Every metric name the code emits (count("X"), add_metric(name="X"), single_metric(name="X"))."""
     names: set[str] = set()
-    for path in (ROOT / "layers" / "core" / "ami_lifecycle").glob("*.py"):
+    for path in (ROOT / "layers" / "core" / "ami_lifecycle").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         names.update(re.findall(r"\bcount\(\s*f?\"([A-Za-z]+)", text))
         names.update(re.findall(r"name=\"([A-Za-z]+)\"", text))

@@ -314,7 +314,7 @@ def render_totals(report: dict[str, Any]) -> str:
 def quiet_functions(verbose: bool, stream: IO[str]) -> Iterator[None]:
     """Keep the functions' JSON logs and metrics (Powertools prints them on stdout) off stdout: logs go to
     `stream` at INFO with --verbose, else only errors are kept out entirely."""
-    from .observability import logger, metrics
+    from .runtime.observability import logger, metrics
 
     handler = logger.registered_handler
     old_stream = getattr(handler, "stream", None)
@@ -336,9 +336,9 @@ def quiet_functions(verbose: bool, stream: IO[str]) -> Iterator[None]:
 
 
 def _settings(args: argparse.Namespace, session_region: str | None) -> Any:
-    from .settings import ConfigError, Settings
-    from .sweep import known_regions
-    from .tags import is_region_name
+    from .domain.settings import ConfigError, Settings
+    from .domain.tags import is_region_name
+    from .services.sweep import known_regions
 
     regions = _regions_arg(args.region)
     for region in regions:
@@ -446,7 +446,7 @@ def confirm(out: Output, question: str, stdin: IO[str]) -> None:
 
 def backfill_request(args: argparse.Namespace, settings: Any, dry_run: bool) -> Any:
     """The options as a BackfillFunction payload, validated as the function validates it (exit 2 if bad)."""
-    from .backfill import BadRequest, parse_request
+    from .services.backfill import BadRequest, parse_request
 
     payload: dict[str, Any] = {"actions": [a.strip() for a in args.actions.split(",") if a.strip()], "dry_run": dry_run}
     if args.image_ids:
@@ -461,7 +461,7 @@ def backfill_request(args: argparse.Namespace, settings: Any, dry_run: bool) -> 
 def _run_backfill(
     args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, dry_run: bool
 ) -> dict[str, Any]:
-    from .backfill import Backfill
+    from .services.backfill import Backfill
 
     request = backfill_request(args, settings, dry_run)
     backfill = Backfill(settings, aws, datetime.now(UTC), account_id=account_id, progress=out.progress)
@@ -479,8 +479,8 @@ def _non_negative(value: str) -> int:
 def _run_sweep(
     args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, dry_run: bool
 ) -> dict[str, Any]:
-    from .report import Report
-    from .sweep import sweep
+    from .domain.report import Report
+    from .services.sweep import sweep
 
     now = datetime.now(UTC)
     regions = list(settings.sweep_regions)
@@ -649,7 +649,7 @@ def main(
 
 
 def _run(args: argparse.Namespace, out: Output, stdin: IO[str]) -> int:
-    from .clients import Aws
+    from .aws.clients import Aws
 
     session = _session(args)
     settings = _settings(args, session.region_name)

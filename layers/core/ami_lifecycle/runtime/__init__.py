@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from .clients import Aws, default_aws
-from .settings import Settings
+from ..aws.clients import Aws, default_aws
+from ..domain.settings import Settings
 
 
 @lru_cache(maxsize=1)

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .clients import Aws
-from .ec2 import Ec2
-from .events import AmiStateChange, BadEvent, parse_ami_event
-from .observability import count, logger
-from .regions import known_regions
-from .replication import plan_copies, send_copy_requests
-from .settings import Settings
+from ..aws.clients import Aws
+from ..aws.ec2 import Ec2
+from ..aws.regions import known_regions
+from ..domain.events import AmiStateChange, BadEvent, parse_ami_event
+from ..domain.replication import plan_copies, send_copy_requests
+from ..domain.settings import Settings
+from ..runtime.observability import count, logger
 from .tagging import tag_image_by_id
 
 

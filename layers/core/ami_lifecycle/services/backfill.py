@@ -56,19 +56,19 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, ValidationInfo, field_validator
 
-from .adoption import Adoption, decide_adoption, foreign_manager
-from .clients import Aws
-from .ec2 import Ec2, RegionGateways
-from .evidence import checked_unused
-from .model import Image
-from .observability import count, logger
-from .replication import CopyRequest, is_copy, plan_copies, send_copy_requests
-from .report import ImageEntry, RegionReport, Report, Totals
-from .retention import decide, expiry_of, is_managed, rank_families
-from .settings import Settings
+from ..aws.clients import Aws
+from ..aws.ec2 import Ec2, RegionGateways
+from ..domain.adoption import Adoption, decide_adoption, foreign_manager
+from ..domain.evidence import checked_unused
+from ..domain.model import Image
+from ..domain.replication import CopyRequest, is_copy, plan_copies, send_copy_requests
+from ..domain.report import ImageEntry, RegionReport, Report, Totals
+from ..domain.retention import decide, expiry_of, is_managed, rank_families
+from ..domain.settings import Settings
+from ..domain.tags import TagError, format_instant, is_region_name, parse_bool
+from ..runtime.observability import count, logger
 from .sweep import Budget, OutOfTime, known_regions, sweep_region
 from .tagging import tag_image
-from .tags import TagError, format_instant, is_region_name, parse_bool
 
 Action = Literal["tag", "replicate", "retire"]
 ACTIONS: tuple[Action, ...] = ("tag", "replicate", "retire")

@@ -169,7 +169,7 @@ class Settings(BaseModel):
                 f"{'.'.join(str(p) for p in err['loc'])}: {str(err['msg'])[:200]}" for err in e.errors()
             )
             raise ConfigError(f"invalid configuration: {problems}") from None
-        from .regions import known_regions  # botocore's endpoint data: the real region list
+        from ..aws.regions import known_regions  # botocore's endpoint data: the real region list
 
         known = known_regions()
         for name, regions in (

@@ -45,14 +45,14 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
-from .clients import Aws
-from .ec2 import COPY_LIMIT_CODES, Ec2, error_code, is_throttle
-from .model import Image
-from .observability import count, logger
-from .regions import known_regions
-from .replication import CopyRequest
-from .settings import Settings
-from .tags import MAX_TAG_VALUE, TagError, clip, is_region_name, parse_instant
+from ..aws.clients import Aws
+from ..aws.ec2 import COPY_LIMIT_CODES, Ec2, error_code, is_throttle
+from ..aws.regions import known_regions
+from ..domain.model import Image
+from ..domain.replication import CopyRequest
+from ..domain.settings import Settings
+from ..domain.tags import MAX_TAG_VALUE, TagError, clip, is_region_name, parse_instant
+from ..runtime.observability import count, logger
 
 # Back-off of a deferred request: min(BACKOFF_CAP, BACKOFF_BASE * 2**(receives-1)) seconds, of which
 # the second half is random ("equal jitter"), so deferred requests do not come back in lock step.

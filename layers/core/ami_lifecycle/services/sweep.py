@@ -41,9 +41,10 @@ from aws_lambda_powertools.metrics import single_metric
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from .clients import Aws
-from .ec2 import NOT_FOUND_CODES, REFERENCES_BATCH, Ec2, RegionGateways, error_code, is_throttle
-from .evidence import (
+from ..aws.clients import Aws
+from ..aws.ec2 import NOT_FOUND_CODES, REFERENCES_BATCH, Ec2, RegionGateways, error_code, is_throttle
+from ..aws.regions import known_regions, service_regions
+from ..domain.evidence import (
     IMAGE_REFERENCES_SOURCES,
     NOT_SHARED,
     Evidence,
@@ -61,15 +62,14 @@ from .evidence import (
     usable_report,
     usage_of,
 )
-from .expiry import expiry_of
-from .model import Image, Reference
-from .observability import MetricUnit, count, logger, metrics
-from .regions import known_regions, service_regions
-from .report import ImageEntry, RegionReport, Report
-from .retention import Decision, decide, deprecation_due, rank_families
-from .settings import Settings
+from ..domain.expiry import expiry_of
+from ..domain.model import Image, Reference
+from ..domain.report import ImageEntry, RegionReport, Report
+from ..domain.retention import Decision, decide, deprecation_due, rank_families
+from ..domain.settings import Settings
+from ..domain.tags import TagError, TagKeys, format_instant, is_region_name, parse_bool, parse_instant, parse_retention
+from ..runtime.observability import MetricUnit, count, logger, metrics
 from .tagging import tag_image
-from .tags import TagError, TagKeys, format_instant, is_region_name, parse_bool, parse_instant, parse_retention
 
 # Stop when less than this is left of the Lambda's time: enough to finish the call in flight,
 # write the report and invoke the follow-up.

@@ -13,8 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .evidence import LaunchPermissions, UsageEntry, UsageReport
-from .model import Image, Reference
+from ..domain.evidence import LaunchPermissions, UsageEntry, UsageReport
+from ..domain.model import Image, Reference
 
 # Error codes that mean "the image is not there (any more)".
 NOT_FOUND_CODES = frozenset({"InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"})

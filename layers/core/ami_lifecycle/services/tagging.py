@@ -14,13 +14,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .adoption import Adoption, decide_adoption
-from .ec2 import NOT_FOUND_CODES, Ec2, error_code
-from .model import Image
-from .observability import count, logger
-from .regions import known_regions
-from .settings import Settings
-from .tags import clip, format_instant
+from ..aws.ec2 import NOT_FOUND_CODES, Ec2, error_code
+from ..aws.regions import known_regions
+from ..domain.adoption import Adoption, decide_adoption
+from ..domain.model import Image
+from ..domain.settings import Settings
+from ..domain.tags import clip, format_instant
+from ..runtime.observability import count, logger
 
 # EC2 allows at most this many tags on one resource (image or snapshot).
 MAX_TAGS = 50
