@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from ami_lifecycle.runtime import load_settings
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 from ami_lifecycle_localaws.stack import LocalStack, functions, load_template
 
@@ -34,10 +35,9 @@ def test_template_declares_the_contracts_functions() -> None:
 
 
 def test_every_template_parameter_reaches_the_functions_as_a_validated_setting(stack: LocalStack) -> None:
-    from ami_lifecycle.domain.settings import Settings
 
     env = stack.environment("ImageEventsFunction")
-    settings = Settings.from_env(env)
+    settings = load_settings(env)
     assert settings.tag_prefix == "ami-lifecycle" and settings.default_retention == "90d"
     assert settings.copy_queue_url == stack.queue_url("CopyQueue")
     params = set(load_template()["Parameters"])

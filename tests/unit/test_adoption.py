@@ -8,6 +8,7 @@ import pytest
 from ami_lifecycle.domain.adoption import decide_adoption
 from ami_lifecycle.domain.model import Image
 from ami_lifecycle.domain.settings import ConfigError, Settings
+from ami_lifecycle.runtime import load_settings
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 P = "ami-lifecycle"
@@ -161,7 +162,7 @@ def test_a_custom_prefix_is_used_everywhere(make_settings: Callable[..., Setting
 
 
 def test_settings_from_environment() -> None:
-    s = Settings.from_env(
+    s = load_settings(
         {
             "AWS_REGION": "eu-west-1",
             "REPLICA_REGIONS": "us-east-1, us-west-2",
@@ -188,7 +189,7 @@ def test_settings_from_environment() -> None:
 )
 def test_bad_settings_fail_with_the_variable_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        Settings.from_env({"AWS_REGION": "us-east-1", **env})
+        load_settings({"AWS_REGION": "us-east-1", **env})
 
 
 @pytest.mark.parametrize("spelling", ["TRUE", "yes", "1", " true "])

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from ami_lifecycle.aws.clients import Aws
+from ami_lifecycle.aws.regions import known_regions
+from ami_lifecycle.domain import requests
 from ami_lifecycle.domain.adoption import decide_adoption
 from ami_lifecycle.domain.events import DETAIL_TYPE, SOURCE, AmiStateChange, BadEvent, parse_ami_event
 from ami_lifecycle.domain.model import Image
@@ -42,7 +43,7 @@ from ami_lifecycle.domain.tags import (
     parse_retention,
     validate_prefix,
 )
-from ami_lifecycle.services import backfill, sweep
+from ami_lifecycle.runtime import load_settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -52,6 +53,16 @@ FAST = hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthC
 P = "ami-lifecycle"
 AMI = "ami-0123456789abcdef0"
 EAST, WEST = "us-east-1", "us-west-2"
+
+
+def parse_sweep(payload: Any, settings: Settings) -> requests.SweepRequest:
+    return requests.parse_sweep_request(payload, settings, known_regions())
+
+
+def parse_backfill(payload: Any, settings: Settings) -> requests.BackfillRequest:
+    return requests.parse_backfill_request(payload, settings, known_regions())
+
+
 STACK = Settings(home_region=EAST, sweep_regions_param=(EAST, WEST))
 # A TagError message goes (clipped) into P:error: it must be short whatever the input's size.
 MAX_TAG_MESSAGE = 512
@@ -406,7 +417,7 @@ ENVS = (
 @given(ENVS)
 def test_settings_from_env_returns_settings_or_a_config_error(env: dict[str, Any]) -> None:
     try:
-        settings = Settings.from_env(env)
+        settings = load_settings(env)
     except ConfigError as e:
         assert str(e)
         return
@@ -466,7 +477,7 @@ def check_dry_run(payload: Any, request: Any) -> None:
 @FAST
 @given(payloads(SWEEP_FIELDS))
 def test_sweep_parse_request_returns_a_request_or_bad_request(payload: Any) -> None:
-    request = refusal_or_value(lambda: sweep.parse_request(payload, STACK), sweep.BadRequest, MAX_REFUSAL)
+    request = refusal_or_value(lambda: parse_sweep(payload, STACK), requests.BadRequest, MAX_REFUSAL)
     if request is not None:
         check_dry_run(payload, request)
         assert all(r in STACK.sweep_regions for r in request.regions or ())
@@ -475,7 +486,7 @@ def test_sweep_parse_request_returns_a_request_or_bad_request(payload: Any) -> N
 @FAST
 @given(payloads(BACKFILL_FIELDS))
 def test_backfill_parse_request_returns_a_request_or_bad_request(payload: Any) -> None:
-    request = refusal_or_value(lambda: backfill.parse_request(payload, STACK), backfill.BadRequest, MAX_REFUSAL)
+    request = refusal_or_value(lambda: parse_backfill(payload, STACK), requests.BadRequest, MAX_REFUSAL)
     if request is not None:
         check_dry_run(payload, request)
         assert set(request.ordered_actions()) <= {"tag", "replicate", "retire"}
@@ -532,9 +543,9 @@ def test_a_zero_retention_expires_at_creation() -> None:
         assert parse_retention(value).expiry(created) == created
 
 
-@pytest.mark.parametrize("parse", [sweep.parse_request, backfill.parse_request], ids=["sweep", "backfill"])
+@pytest.mark.parametrize("parse", [parse_sweep, parse_backfill], ids=["sweep", "backfill"])
 def test_a_null_dry_run_is_refused_and_an_absent_one_keeps_its_default(parse: Callable[..., Any]) -> None:
-    error = sweep.BadRequest if parse is sweep.parse_request else backfill.BadRequest
+    error = requests.BadRequest if parse is parse_sweep else requests.BadRequest
     with pytest.raises(error, match="dry_run: dry_run must be true or false"):
         parse({"dry_run": None}, STACK)
     with pytest.raises(error, match="dry_run must be true or false"):
@@ -546,11 +557,10 @@ def test_a_null_dry_run_is_refused_and_an_absent_one_keeps_its_default(parse: Ca
 
 
 def test_a_backfill_without_dry_run_is_a_dry_run_and_the_model_itself_refuses_null() -> None:
-    run = backfill.Backfill(STACK, cast(Aws, None), datetime(2026, 1, 1, tzinfo=UTC))  # no AWS call: aws is never used
-    assert run.dry_run_of(backfill.parse_request({}, STACK)) is True
-    assert run.dry_run_of(backfill.parse_request({"dry_run": False}, STACK)) is False
+    assert parse_backfill({}, STACK).effective_dry_run(STACK) is True
+    assert parse_backfill({"dry_run": False}, STACK).effective_dry_run(STACK) is False
     with pytest.raises(ValidationError, match="dry_run must be true or false"):
-        backfill.BackfillRequest.model_validate({"dry_run": None})
+        requests.BackfillRequest.model_validate({"dry_run": None})
 
 
 # ------------------------------------------------------------------ shapes the strategies rarely reach
@@ -641,11 +651,11 @@ def test_a_copy_request_with_a_lone_surrogate_is_refused_before_any_ec2_call() -
 )
 def test_absurd_environments_are_config_errors_with_short_messages(env: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as err:
-        Settings.from_env(env)
+        load_settings(env)
     assert len(str(err.value)) < 500
 
 
-@pytest.mark.parametrize("parse", [sweep.parse_request, backfill.parse_request], ids=["sweep", "backfill"])
+@pytest.mark.parametrize("parse", [parse_sweep, parse_backfill], ids=["sweep", "backfill"])
 @pytest.mark.parametrize(
     "payload",
     [
@@ -660,7 +670,7 @@ def test_absurd_environments_are_config_errors_with_short_messages(env: dict[str
     ids=["huge-key", "many-keys", "int-key", "many-bad-regions", "huge-action", "huge-int-action", "deep"],
 )
 def test_absurd_payloads_are_bad_requests_with_short_messages(parse: Callable[..., Any], payload: Any) -> None:
-    error = sweep.BadRequest if parse is sweep.parse_request else backfill.BadRequest
+    error = requests.BadRequest if parse is parse_sweep else requests.BadRequest
     with pytest.raises(error) as err:
         parse(payload, STACK)
     assert len(str(err.value)) < MAX_REFUSAL
@@ -710,10 +720,8 @@ def test_a_100k_character_input_is_parsed_or_refused_fast(parse: Callable[[], An
 def test_explicit_nulls_never_widen_a_run() -> None:
     """`{"image_ids": null}` must not mean every image, nor `{"actions": null}` every action."""
     from ami_lifecycle.domain.settings import Settings
-    from ami_lifecycle.services.backfill import BadRequest as BackfillRefused
-    from ami_lifecycle.services.backfill import parse_request as parse_backfill
-    from ami_lifecycle.services.sweep import BadRequest as SweepRefused
-    from ami_lifecycle.services.sweep import parse_request as parse_sweep
+
+    BackfillRefused = SweepRefused = requests.BadRequest  # noqa: N806
 
     settings = Settings(home_region="us-east-1")
     for key in ("image_ids", "actions", "regions"):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ami_lifecycle.runtime import load_settings
 from ami_lifecycle_localaws.stack import ROOT, load_template
 
 TEMPLATE = load_template()
@@ -511,17 +512,15 @@ def test_keep_if_launched_within_is_hours_days_or_weeks(value: str, ok: bool) ->
 
 @pytest.mark.parametrize("value", ["0d", "7d", "99999h", "9999d", "999w"])
 def test_every_keep_if_launched_within_the_template_admits_is_accepted_by_the_functions(value: str) -> None:
-    from ami_lifecycle.domain.settings import Settings
 
-    settings = Settings.from_env(function_environment(Cfn(parameters(KeepIfLaunchedWithin=value))))
+    settings = load_settings(function_environment(Cfn(parameters(KeepIfLaunchedWithin=value))))
     assert settings.keep_if_launched_within == value
 
 
 @pytest.mark.parametrize("value", ["strict", "managed-accounts", "off"])
 def test_every_shared_image_check_reaches_the_settings(value: str) -> None:
-    from ami_lifecycle.domain.settings import Settings
 
-    settings = Settings.from_env(function_environment(Cfn(parameters(SharedImageCheck=value))))
+    settings = load_settings(function_environment(Cfn(parameters(SharedImageCheck=value))))
     assert settings.shared_image_check == value
 
 

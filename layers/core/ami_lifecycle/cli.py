@@ -336,8 +336,9 @@ def quiet_functions(verbose: bool, stream: IO[str]) -> Iterator[None]:
 
 
 def _settings(args: argparse.Namespace, session_region: str | None) -> Any:
-    from .domain.settings import ConfigError, Settings
+    from .domain.settings import ConfigError
     from .domain.tags import is_region_name
+    from .runtime import load_settings
     from .services.sweep import known_regions
 
     regions = _regions_arg(args.region)
@@ -360,7 +361,7 @@ def _settings(args: argparse.Namespace, session_region: str | None) -> Any:
     if regions:
         env["SWEEP_REGIONS"] = ",".join(regions)
     try:
-        settings = Settings.from_env(env)
+        settings = load_settings(env)
     except ConfigError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     for region in (*settings.sweep_regions, *settings.replica_regions):

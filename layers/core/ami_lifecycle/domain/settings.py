@@ -1,12 +1,12 @@
 """Settings: the template parameters as they reach a function, validated once at cold start.
 
-`Settings.from_env()` is the only place that reads the process environment. Everything else
-receives a Settings object, so tests build one directly.
+`Settings.from_env(env, known_regions)` validates the variables template.yaml sets, given as a
+mapping: reading the process environment is the runtime's (`runtime.load_settings`). Everything
+else receives a Settings object, so tests build one directly.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
@@ -125,9 +125,9 @@ class Settings(BaseModel):
         return tuple(dict.fromkeys((self.home_region, *self.replica_regions)))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the variables template.yaml sets. Raises ConfigError naming the bad variable."""
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str], known_regions: frozenset[str]) -> Settings:
+        """Validate the variables template.yaml sets; region names must be among `known_regions`.
+        Raises ConfigError naming the bad variable."""
 
         def get(name: str, default: str = "") -> str:
             value = env.get(name, default)
@@ -169,9 +169,7 @@ class Settings(BaseModel):
                 f"{'.'.join(str(p) for p in err['loc'])}: {str(err['msg'])[:200]}" for err in e.errors()
             )
             raise ConfigError(f"invalid configuration: {problems}") from None
-        from ..aws.regions import known_regions  # botocore's endpoint data: the real region list
-
-        known = known_regions()
+        known = known_regions
         for name, regions in (
             ("REPLICA_REGIONS", settings.replica_regions),
             ("SWEEP_REGIONS", settings.sweep_regions_param),
