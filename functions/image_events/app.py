@@ -4,7 +4,7 @@ from typing import Any
 
 from ami_lifecycle import runtime
 from ami_lifecycle.runtime.observability import logger, metrics, tracer
-from ami_lifecycle.services.image_events import handle_event
+from ami_lifecycle.services.image_events import handle
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
@@ -12,5 +12,4 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    outcome = handle_event(event, runtime.settings(), runtime.aws(), runtime.now(), runtime.account_id(context))
-    return outcome.to_dict()
+    return handle(event, runtime.deps(context))

@@ -5,7 +5,7 @@ from typing import Any
 
 from ami_lifecycle import runtime
 from ami_lifecycle.runtime.observability import logger, metrics, tracer
-from ami_lifecycle.services.replicator import handle_batch
+from ami_lifecycle.services.replicator import handle
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
@@ -13,4 +13,4 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle_batch(event, runtime.settings(), runtime.aws(), context)
+    return handle(event, runtime.deps(context))

@@ -17,4 +17,4 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle(event, context, runtime.settings(), runtime.aws(), runtime.now(), runtime.account_id(context))
+    return handle(event, runtime.deps(context))

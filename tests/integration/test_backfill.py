@@ -15,9 +15,12 @@ from typing import Any
 import boto3
 import pytest
 from ami_lifecycle.aws.clients import Aws
+from ami_lifecycle.aws.regions import known_regions
+from ami_lifecycle.domain.requests import BackfillRequest, parse_backfill_request
 from ami_lifecycle.domain.settings import Settings
 from ami_lifecycle.domain.tags import format_instant
-from ami_lifecycle.services.backfill import Backfill, BackfillRequest, handle, parse_request
+from ami_lifecycle.runtime import Deps
+from ami_lifecycle.services.backfill import Backfill, handle
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 
@@ -111,7 +114,7 @@ def fleet(queue: str, now: datetime) -> Fleet:
 
 def run(settings: Settings, now: datetime, payload: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     kwargs.setdefault("invoke", lambda _payload: None)
-    return handle(payload, FakeLambdaContext(), settings, aws(), now, ACCOUNT_ID, **kwargs)
+    return handle(payload, Deps.create(settings, aws(), now, ACCOUNT_ID, context=FakeLambdaContext(), **kwargs))
 
 
 def entries(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -181,12 +184,15 @@ def test_a_bad_payload_is_refused_before_any_aws_call(
 
 
 def test_defaults_all_actions_the_sweep_regions_and_a_dry_run(settings: Settings) -> None:
-    request = parse_request({}, settings)
+    request = parse_backfill_request({}, settings, known_regions())
     assert request.ordered_actions() == ("tag", "replicate", "retire")
     assert request.dry_run is None
-    assert Backfill(settings, aws(), datetime.now(UTC)).dry_run_of(request) is True
+    assert request.effective_dry_run(settings) is True
     # Order is always tag -> replicate -> retire, whatever the payload says.
-    assert parse_request({"actions": ["retire", "tag"]}, settings).ordered_actions() == ("tag", "retire")
+    assert parse_backfill_request({"actions": ["retire", "tag"]}, settings, known_regions()).ordered_actions() == (
+        "tag",
+        "retire",
+    )
 
 
 # ---------------------------------------------------------------- dry run = plan, apply = the plan
@@ -316,7 +322,7 @@ def test_listing_is_one_paginated_call_per_region_not_one_per_image(
     for n in range(1003):
         client.register_image(Name=f"svc-{n:04d}", RootDeviceName="/dev/xvda")
     motoext.reset_calls()
-    report = Backfill(settings, aws(), now, account_id=ACCOUNT_ID).run(
+    report = Backfill(Deps.create(settings, aws(), now, ACCOUNT_ID)).run(
         BackfillRequest(actions=["tag"], regions=[EAST], dry_run=True)
     )
     assert report.totals.considered == 1003 and report.totals.tagged == 1003
@@ -441,7 +447,10 @@ class Countdown(FakeLambdaContext):
 
 def test_out_of_time_continues_in_a_follow_up_with_a_cursor(fleet: Fleet, settings: Settings, now: datetime) -> None:
     follow_ups: list[dict[str, Any]] = []
-    first = handle({"dry_run": False}, Countdown(6), settings, aws(), now, ACCOUNT_ID, invoke=follow_ups.append)
+    first = handle(
+        {"dry_run": False},
+        Deps.create(settings, aws(), now, ACCOUNT_ID, context=Countdown(6), invoke=follow_ups.append),
+    )
     assert first["continued"] is True and first["status"] == "incomplete"
     cont = first["continuation"]
     assert cont["requested"] is True and cont["region"] == EAST and cont["offset"] > 0 and cont["after"]
@@ -451,7 +460,10 @@ def test_out_of_time_continues_in_a_follow_up_with_a_cursor(fleet: Fleet, settin
     assert payload["regions"] == [EAST, WEST] and payload["actions"] == ["tag", "replicate", "retire"]
 
     # The follow-up (the payload as Lambda would deliver it) picks up where the first stopped.
-    second = handle(json.loads(json.dumps(payload)), FakeLambdaContext(), settings, aws(), now, ACCOUNT_ID)
+    second = handle(
+        json.loads(json.dumps(payload)),
+        Deps.create(settings, aws(), now, ACCOUNT_ID, context=FakeLambdaContext(), invoke=lambda _p: None),
+    )
     assert second["continued"] is False and second["status"] == "complete"
     tagged_first = {i for i, e in entries(first).items() if any(a.startswith("tagged") for a in e.get("actions", []))}
     tagged_second = {i for i, e in entries(second).items() if any(a.startswith("tagged") for a in e.get("actions", []))}
@@ -465,7 +477,7 @@ def test_out_of_time_continues_in_a_follow_up_with_a_cursor(fleet: Fleet, settin
 def test_the_chain_of_follow_ups_is_capped(fleet: Fleet, settings: Settings, now: datetime) -> None:
     follow_ups: list[dict[str, Any]] = []
     payload = {"continuation": {"region_index": 0, "chain": 20, "run_id": "r1"}}
-    out = handle(payload, Countdown(1), settings, aws(), now, ACCOUNT_ID, invoke=follow_ups.append)
+    out = handle(payload, Deps.create(settings, aws(), now, ACCOUNT_ID, context=Countdown(1), invoke=follow_ups.append))
     assert out["continuation"]["capped"] is True and "follow-up invocations" in out["continuation"]["error"]
     assert follow_ups == [] and out["continued"] is False
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from ami_lifecycle.domain.settings import Settings
+from ami_lifecycle.runtime import Deps
 from ami_lifecycle.services.sweep import sweep
 from ami_lifecycle_localaws import motoext
 
@@ -36,11 +37,11 @@ def test_150_due_with_a_cap_of_100_retire_none_and_say_blast_radius(
     settings = make_settings(replica_regions=(WEST,))
     assert settings.max_retirements_per_run == 100
     # The plan says the cap would stop the apply...
-    plan = sweep(settings, aws(), now, account_id=ACCOUNT_ID, dry_run=True)
+    plan = sweep(Deps.create(settings, aws(), now, ACCOUNT_ID), dry_run=True)
     assert plan.blast_radius == {"would_retire": 150, "limit": 100}
     # ...and the apply retires nothing, in either region, each image saying why.
     motoext.reset_calls()
-    report = sweep(settings, aws(), now, account_id=ACCOUNT_ID)
+    report = sweep(Deps.create(settings, aws(), now, ACCOUNT_ID))
     assert report.blast_radius == {"would_retire": 150, "limit": 100}
     assert report.to_dict()["blast_radius"] == {"would_retire": 150, "limit": 100}
     assert report.totals.retired == 0 and report.totals.kept["blast-radius"] == 150
@@ -54,14 +55,14 @@ def test_a_deliberate_run_with_a_higher_cap_retires_them(
     due: list[str], make_settings: Callable[..., Settings], now: datetime
 ) -> None:
     settings = make_settings(replica_regions=(WEST,))
-    report = sweep(settings, aws(), now, account_id=ACCOUNT_ID, max_retirements=150)
+    report = sweep(Deps.create(settings, aws(), now, ACCOUNT_ID), max_retirements=150)
     assert report.blast_radius is None and report.totals.retired == 150
     assert registered(EAST) == registered(WEST) == 0
 
 
 def test_a_cap_of_zero_means_no_limit(due: list[str], make_settings: Callable[..., Settings], now: datetime) -> None:
     settings = make_settings(replica_regions=(WEST,), max_retirements_per_run=0)
-    assert sweep(settings, aws(), now, account_id=ACCOUNT_ID).totals.retired == 150
+    assert sweep(Deps.create(settings, aws(), now, ACCOUNT_ID)).totals.retired == 150
 
 
 def test_the_cap_counts_all_regions_together(
@@ -69,5 +70,5 @@ def test_the_cap_counts_all_regions_together(
 ) -> None:
     # Each region alone is within 120; together they are not.
     settings = make_settings(replica_regions=(WEST,), max_retirements_per_run=120)
-    report = sweep(settings, aws(), now, account_id=ACCOUNT_ID)
+    report = sweep(Deps.create(settings, aws(), now, ACCOUNT_ID))
     assert report.totals.retired == 0 and report.blast_radius == {"would_retire": 150, "limit": 120}

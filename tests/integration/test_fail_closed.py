@@ -16,8 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from ami_lifecycle.aws.regions import known_regions
+from ami_lifecycle.domain.requests import parse_backfill_request
 from ami_lifecycle.domain.settings import Settings
-from ami_lifecycle.services.backfill import Backfill, parse_request
+from ami_lifecycle.runtime import Deps
+from ami_lifecycle.services.backfill import Backfill
 from ami_lifecycle.services.image_events import handle_event
 from ami_lifecycle.services.sweep import sweep
 from ami_lifecycle_localaws import motoext
@@ -41,7 +44,7 @@ def now() -> datetime:
 
 
 def run(settings: Settings, now: datetime, **kw: Any) -> Any:
-    return sweep(settings, aws(), now, account_id=ACCOUNT_ID, regions=[EAST], **kw)
+    return sweep(Deps.create(settings, aws(), now, ACCOUNT_ID), regions=[EAST], **kw)
 
 
 def ssm_image_parameter(name: str, image_id: str) -> None:
@@ -124,7 +127,7 @@ def test_a_throttled_launch_configuration_listing_keeps_the_candidates(
     motoext.inject_error("DescribeLaunchConfigurations", "Throttling", "Rate exceeded", times=20)
     # botocore's retries run out (two attempts here, ten with the product's adaptive mode).
     few_retries = aws(Config(retries={"mode": "standard", "total_max_attempts": 2}))
-    report = sweep(settings, few_retries, now, account_id=ACCOUNT_ID, regions=[EAST])
+    report = sweep(Deps.create(settings, few_retries, now, ACCOUNT_ID), regions=[EAST])
     e = entries(report)[image_id]
     assert e["reason"] == "unverified" and "launch-configurations" in e["detail"]
     assert report.totals.retired == 0
@@ -255,8 +258,10 @@ def test_a_backfill_never_retires_an_image_whose_adoption_failed(
     old = create_image(ec2, "legacy", created=now - timedelta(days=400))
     motoext.inject_error("CreateTags", "UnauthorizedOperation", "not authorized to perform ec2:CreateTags", times=5)
     # When the backfill applies tag + retire
-    request = parse_request({"actions": ["tag", "retire"], "regions": [EAST], "dry_run": False}, settings)
-    report = Backfill(settings, aws(), now, account_id=ACCOUNT_ID).run(request)
+    request = parse_backfill_request(
+        {"actions": ["tag", "retire"], "regions": [EAST], "dry_run": False}, settings, known_regions()
+    )
+    report = Backfill(Deps.create(settings, aws(), now, ACCOUNT_ID)).run(request)
     # Then the image is not retired, and the report says tagging failed
     assert old in {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}
     e = entries(report)[old]
@@ -304,7 +309,7 @@ def test_the_event_handler_writes_p_error_for_an_out_of_range_expiry(
     moto_aws: None, settings: Settings, now: datetime, value: str
 ) -> None:
     image_id = create_image(client("ec2"), "user-tagged", tags={f"{P}:expires-at": value})
-    outcome = handle_event(available_event(image_id), settings, aws(), now, ACCOUNT_ID)
+    outcome = handle_event(available_event(image_id), Deps.create(settings, aws(), now, ACCOUNT_ID))
     assert outcome.status == "tagged"
     assert "expires-at" in tags_of(image_id)[f"{P}:error"]
 
@@ -317,7 +322,7 @@ def test_an_image_near_the_tag_limit_is_refused_with_p_error_and_no_retry(
 ) -> None:
     # 48 user tags: adoption needs 5 more, one more (P:error) still fits.
     image_id = create_image(client("ec2"), "crowded", tags={f"team-{n}": "x" for n in range(48)})
-    outcome = handle_event(available_event(image_id), settings, aws(), now, ACCOUNT_ID)  # does not raise
+    outcome = handle_event(available_event(image_id), Deps.create(settings, aws(), now, ACCOUNT_ID))  # does not raise
     assert outcome.status == "refused"
     tags = tags_of(image_id)
     assert "50 tags" in tags[f"{P}:error"] and f"{P}:managed" not in tags and len(tags) == 49
@@ -327,7 +332,7 @@ def test_an_image_at_the_tag_limit_is_refused_without_writing_anything(
     moto_aws: None, settings: Settings, now: datetime
 ) -> None:
     image_id = create_image(client("ec2"), "full", tags={f"team-{n}": "x" for n in range(50)})
-    outcome = handle_event(available_event(image_id), settings, aws(), now, ACCOUNT_ID)
+    outcome = handle_event(available_event(image_id), Deps.create(settings, aws(), now, ACCOUNT_ID))
     assert outcome.status == "refused" and "50" in outcome.reason
     assert len(tags_of(image_id)) == 50
 
@@ -338,7 +343,7 @@ def test_replicate_to_an_unknown_region_is_refused_in_p_error_and_never_queued(
     queue = client("sqs").create_queue(QueueName="copies")["QueueUrl"]
     settings = make_settings(replica_regions=(WEST,), copy_queue_url=queue)
     image_id = create_image(client("ec2"), "typo", tags={f"{P}:replicate-to": "us-west-2,us-east-9"})
-    outcome = handle_event(available_event(image_id), settings, aws(), now, ACCOUNT_ID)
+    outcome = handle_event(available_event(image_id), Deps.create(settings, aws(), now, ACCOUNT_ID))
     assert outcome.copies_requested == []
     assert "us-east-9" in tags_of(image_id)[f"{P}:error"]
     attributes = client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from ami_lifecycle.domain.settings import Settings
 from ami_lifecycle.domain.tags import format_instant
+from ami_lifecycle.runtime import Deps
 from ami_lifecycle.services.image_events import handle_event
 from ami_lifecycle.services.sweep import sweep
 from ami_lifecycle_localaws.fleet import create_image
@@ -36,7 +37,7 @@ def adopted(settings: Settings, now: datetime, age_days: int = 100, **tags: str)
     """An image `age_days` old, adopted through its event (the default retention, 90d)."""
     created = (now - timedelta(days=age_days)).replace(microsecond=0)
     image_id = create_image(client("ec2"), f"app-{age_days}", tags=tags or None, created=created)
-    assert handle_event(available_event(image_id), settings, aws(), now, ACCOUNT_ID).status == "tagged"
+    assert handle_event(available_event(image_id), Deps.create(settings, aws(), now, ACCOUNT_ID)).status == "tagged"
     return image_id, created
 
 
@@ -45,7 +46,7 @@ def retag(image_id: str, **tags: str) -> None:
 
 
 def run(settings: Settings, now: datetime, **kw: Any) -> Any:
-    return sweep(settings, aws(), now, account_id=ACCOUNT_ID, regions=[EAST], **kw)
+    return sweep(Deps.create(settings, aws(), now, ACCOUNT_ID), regions=[EAST], **kw)
 
 
 def deprecation(image_id: str) -> str | None:

@@ -15,12 +15,14 @@ import boto3
 import pytest
 from ami_lifecycle.aws.clients import Aws
 from ami_lifecycle.aws.ec2 import Ec2
-from ami_lifecycle.domain.replication import CopyRequest, plan_copies, send_copy_requests
+from ami_lifecycle.aws.sqs import CopyQueue
+from ami_lifecycle.domain.replication import CopyRequest, plan_copies
 from ami_lifecycle.domain.settings import Settings
 from ami_lifecycle.domain.tags import format_instant
+from ami_lifecycle.runtime import Deps
 from ami_lifecycle.runtime.observability import metrics
 from ami_lifecycle.services.image_events import handle_event
-from ami_lifecycle.services.replicator import FAILED_RETRY_SECONDS, Replicator, handle_batch, record_failed_copy
+from ami_lifecycle.services.replicator import FAILED_RETRY_SECONDS, Replicator, handle, record_failed_copy
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 from botocore.config import Config
@@ -180,7 +182,7 @@ def request_copies(aws: Aws, settings: Settings, queue: Queue, image_id: str) ->
     lifecycle = {k: v for k, v in image.tags.items() if settings.keys.is_lifecycle_key(k)}
     plan = plan_copies(image, settings, lifecycle)
     assert plan.error is None
-    assert send_copy_requests(queue.sqs, queue.url, plan.requests) == []
+    assert CopyQueue(queue.sqs, queue.url).send(plan.requests) == []
     return list(plan.requests)
 
 
@@ -198,7 +200,7 @@ def metric(name: str) -> float:
 
 
 def run(settings: Settings, aws: Aws) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    return lambda event: handle_batch(event, settings, aws)
+    return lambda event: handle(event, Deps.create(settings, aws))
 
 
 # ------------------------------------------------------------------ copies land, tagged, once
@@ -254,13 +256,13 @@ def test_a_duplicated_event_and_a_redelivered_message_make_exactly_one_copy_per_
     assert request_copies(aws, settings, queue, source) == []
 
     # A message redelivered (the function timed out after copying): the existence check finds the copy.
-    assert send_copy_requests(queue.sqs, queue.url, requests) == []
+    assert CopyQueue(queue.sqs, queue.url).send(requests) == []
     motoext.reset_calls()
     assert queue.deliver(run(settings, aws)) == {"batchItemFailures": []}
     assert motoext.calls()["CopyImage"] == 0 and metric("CopiesAlreadyPresent") == 4
 
     # And were the existence check to miss it (eventual consistency), the ClientToken holds.
-    replicator = Replicator(settings, aws)
+    replicator = Replicator(Deps.create(settings, aws))
     replicator._existing_copies = lambda dst, request: []  # type: ignore[method-assign]
     for req in requests:
         outcome = replicator.replicate(req)
@@ -504,7 +506,9 @@ def test_a_failed_copy_event_is_recorded_on_the_source(aws: Aws, settings_for: A
     ec2_backend(WEST).amis[copy_id].state = "failed"
 
     message = "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
-    outcome = handle_event(failed_event(event, copy_id, WEST, message), settings, aws, datetime.now(UTC), ACCOUNT)
+    outcome = handle_event(
+        failed_event(event, copy_id, WEST, message), Deps.create(settings, aws, datetime.now(UTC), ACCOUNT)
+    )
     assert outcome.status == "recorded"
     assert outcome.reason.startswith(f"copy {copy_id} of {source} ({HOME}) failed: Client.InvalidKMSKey")
     assert outcome.reason.endswith(f"recorded on the source as {WEST}=failed")
@@ -518,9 +522,11 @@ def test_a_failed_image_that_is_not_our_copy_is_only_noted(aws: Aws, settings_fo
     settings = settings_for()
     west = aws.ec2(WEST)
     image_id = create_image(west, "built-here")
-    assert record_failed_copy(aws, settings, WEST, image_id, "boom") is None
-    assert record_failed_copy(aws, settings, WEST, "ami-0123456789abcdef0", "boom") is None  # unknown
-    outcome = handle_event(failed_event(event, image_id, WEST, "boom"), settings, aws, datetime.now(UTC), ACCOUNT)
+    assert record_failed_copy(Deps.create(settings, aws), WEST, image_id, "boom") is None
+    assert record_failed_copy(Deps.create(settings, aws), WEST, "ami-0123456789abcdef0", "boom") is None  # unknown
+    outcome = handle_event(
+        failed_event(event, image_id, WEST, "boom"), Deps.create(settings, aws, datetime.now(UTC), ACCOUNT)
+    )
     assert outcome.reason == "image failed: boom" and metric("CopiesFailed") == 0
 
 
@@ -538,7 +544,7 @@ def test_a_failed_copy_does_not_overwrite_a_newer_copy_recorded_for_its_region(
         TagSpecifications=[{"ResourceType": "image", "Tags": lineage}],
     )["ImageId"]
     east.create_tags(Resources=[source], Tags=[{"Key": f"{P}:copies", "Value": f"{WEST}=ami-0bbbbbbbbbbbbbbb2"}])
-    note = record_failed_copy(aws, settings, WEST, old, "boom")
+    note = record_failed_copy(Deps.create(settings, aws), WEST, old, "boom")
     assert note is not None and "left as is" in note
     assert tags_of(east, source)[f"{P}:copies"] == f"{WEST}=ami-0bbbbbbbbbbbbbbb2"
 

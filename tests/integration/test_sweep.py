@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,10 +19,13 @@ import pytest
 from ami_lifecycle.aws.clients import Aws
 from ami_lifecycle.aws.ec2 import Ec2
 from ami_lifecycle.domain.report import Report
+from ami_lifecycle.domain.requests import MAX_CHAIN
 from ami_lifecycle.domain.settings import Settings
 from ami_lifecycle.domain.tags import format_instant
+from ami_lifecycle.runtime import Deps
+from ami_lifecycle.runtime.budget import SAFETY_MARGIN_MS, Budget
 from ami_lifecycle.services import sweep as sweep_module
-from ami_lifecycle.services.sweep import MAX_CHAIN, Budget, sweep
+from ami_lifecycle.services.sweep import sweep
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids
 
@@ -34,7 +37,8 @@ EAST, WEST = "us-east-1", "us-west-2"
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings(replica_regions=(WEST,))
+    # The retention rule alone: the sweep adopting what events missed is tests/integration/test_sweep_reconciles.py.
+    return make_settings(replica_regions=(WEST,), manage_new_images=False)
 
 
 @pytest.fixture
@@ -207,8 +211,9 @@ def small(moto_aws: None, now: datetime) -> Fleet:
     return f
 
 
-def run(settings: Settings, now: datetime, **kw: Any) -> Report:
-    return sweep(settings, aws(), now, account_id=ACCOUNT_ID, **kw)
+def run(settings: Settings, now: datetime, budget: Budget | None = None, **kw: Any) -> Report:
+    deps = Deps.create(settings, aws(), now, ACCOUNT_ID)
+    return sweep(replace(deps, budget=budget) if budget else deps, **kw)
 
 
 # ---------------------------------------------------------------- the rule on a real fleet
@@ -397,7 +402,7 @@ def test_throttling_past_the_retries_fails_only_that_region(small: Fleet, settin
     # No client-side retries here: the test is about what happens once they are exhausted.
     from botocore.config import Config
 
-    report = sweep(settings, aws(Config(retries={"total_max_attempts": 1})), now, account_id=ACCOUNT_ID)
+    report = sweep(Deps.create(settings, aws(Config(retries={"total_max_attempts": 1})), now, ACCOUNT_ID))
     assert report.regions[WEST].status == "failed" and "RequestLimitExceeded" in str(report.regions[WEST].error)
     assert report.regions[EAST].status == "complete" and report.regions[EAST].totals.retired == 1
 
@@ -624,7 +629,7 @@ def test_out_of_time_mid_region_stops_cleanly_and_a_resweep_finishes(
     fleet: Fleet, settings: Settings, now: datetime
 ) -> None:
     # Plenty of time for the listing and a few retirements, then below the safety margin.
-    clock = Clock(start_ms=sweep_module.SAFETY_MARGIN_MS + 5_500, step_ms=1_000)
+    clock = Clock(start_ms=SAFETY_MARGIN_MS + 5_500, step_ms=1_000)
     report = run(settings, now, budget=Budget(clock))
     assert report.regions[EAST].status == "incomplete"
     assert report.continuation == {"remaining_regions": [EAST, WEST]}
@@ -656,8 +661,8 @@ class AwsWithFakeLambda(Aws):
 
 def test_the_handler_continues_in_an_asynchronous_follow_up(small: Fleet, settings: Settings, now: datetime) -> None:
     aws = AwsWithFakeLambda()
-    context = FakeLambdaContext(remaining_ms=sweep_module.SAFETY_MARGIN_MS - 1)
-    out = sweep_module.handle({"dry_run": False}, context, settings, aws, now, ACCOUNT_ID)
+    context = FakeLambdaContext(remaining_ms=SAFETY_MARGIN_MS - 1)
+    out = sweep_module.handle({"dry_run": False}, Deps.create(settings, aws, now, ACCOUNT_ID, context=context))
     assert out["status"] == "incomplete" and out["regions"] == {}
     assert out["continuation"] == {"remaining_regions": [EAST, WEST], "next": 1, "requested": True, "capped": False}
     (call,) = aws.fake_lambda.invocations
@@ -669,7 +674,9 @@ def test_the_handler_continues_in_an_asynchronous_follow_up(small: Fleet, settin
 def test_the_chain_of_follow_ups_is_capped(small: Fleet, settings: Settings, now: datetime) -> None:
     aws = AwsWithFakeLambda()
     context = FakeLambdaContext(remaining_ms=1)
-    out = sweep_module.handle({"regions": [EAST], "continuation": MAX_CHAIN}, context, settings, aws, now)
+    out = sweep_module.handle(
+        {"regions": [EAST], "continuation": MAX_CHAIN}, Deps.create(settings, aws, now, context=context)
+    )
     assert out["continuation"]["capped"] is True and out["continuation"]["requested"] is False
     assert aws.fake_lambda.invocations == []
 

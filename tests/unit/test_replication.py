@@ -8,17 +8,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from ami_lifecycle.aws.sqs import CopyQueue
 from ami_lifecycle.domain.model import Image
-from ami_lifecycle.domain.replication import CopyRequest, plan_copies, recorded_copies, send_copy_requests
-from ami_lifecycle.domain.tags import MAX_TAG_VALUE, TagKeys
-from ami_lifecycle.services.replicator import (
-    BACKOFF_CAP,
-    backoff_seconds,
-    is_permanent,
+from ami_lifecycle.domain.replication import (
+    CopyRequest,
     merge_copies,
     parse_copies,
+    plan_copies,
+    recorded_copies,
     render_copies,
 )
+from ami_lifecycle.domain.tags import MAX_TAG_VALUE, TagKeys
+from ami_lifecycle.services.replicator import BACKOFF_CAP, backoff_seconds, is_permanent
 from botocore.exceptions import ClientError
 
 P = "ami-lifecycle"
@@ -206,9 +207,9 @@ def test_send_copy_requests_batches_by_ten_and_reports_failures() -> None:
             return {"Successful": []}
 
     regions = [f"eu-west-{i}" for i in range(1, 13)]
-    failures = send_copy_requests(FakeSqs(), "url", [request(target_region=r) for r in regions])
+    failures = CopyQueue(FakeSqs(), "url").send([request(target_region=r) for r in regions])
     assert [len(b) for b in sent] == [10, 2]
-    assert failures == ["eu-west-12: InternalError: boom"]
+    assert [(r.target_region, error) for r, error in failures] == [("eu-west-12", "InternalError: boom")]
     assert CopyRequest.from_json(sent[0][0]["MessageBody"]).target_region == "eu-west-1"
 
 

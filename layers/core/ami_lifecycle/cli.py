@@ -336,10 +336,10 @@ def quiet_functions(verbose: bool, stream: IO[str]) -> Iterator[None]:
 
 
 def _settings(args: argparse.Namespace, session_region: str | None) -> Any:
+    from .aws.regions import known_regions
     from .domain.settings import ConfigError
     from .domain.tags import is_region_name
     from .runtime import load_settings
-    from .services.sweep import known_regions
 
     regions = _regions_arg(args.region)
     for region in regions:
@@ -447,13 +447,14 @@ def confirm(out: Output, question: str, stdin: IO[str]) -> None:
 
 def backfill_request(args: argparse.Namespace, settings: Any, dry_run: bool) -> Any:
     """The options as a BackfillFunction payload, validated as the function validates it (exit 2 if bad)."""
-    from .services.backfill import BadRequest, parse_request
+    from .aws.regions import known_regions
+    from .domain.requests import BadRequest, parse_backfill_request
 
     payload: dict[str, Any] = {"actions": [a.strip() for a in args.actions.split(",") if a.strip()], "dry_run": dry_run}
     if args.image_ids:
         payload["image_ids"] = [i.strip() for value in args.image_ids for i in value.split(",") if i.strip()]
     try:
-        return parse_request(payload, settings)
+        return parse_backfill_request(payload, settings, known_regions())
     except BadRequest as e:
         message = str(e).replace("invalid backfill payload: ", "").replace("image_ids", "--image-id")
         raise CliError(f"invalid arguments: {message.replace('actions:', '--actions:')}", EXIT_USAGE) from None
@@ -462,10 +463,11 @@ def backfill_request(args: argparse.Namespace, settings: Any, dry_run: bool) -> 
 def _run_backfill(
     args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, dry_run: bool
 ) -> dict[str, Any]:
+    from .runtime import Deps
     from .services.backfill import Backfill
 
     request = backfill_request(args, settings, dry_run)
-    backfill = Backfill(settings, aws, datetime.now(UTC), account_id=account_id, progress=out.progress)
+    backfill = Backfill(Deps.create(settings, aws, None, account_id), progress=out.progress)
     with quiet_functions(args.verbose, out.stderr):
         report = backfill.run(request)
     return backfill.render(report)
@@ -481,20 +483,17 @@ def _run_sweep(
     args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, dry_run: bool
 ) -> dict[str, Any]:
     from .domain.report import Report
+    from .runtime import Deps
     from .services.sweep import sweep
 
-    now = datetime.now(UTC)
     regions = list(settings.sweep_regions)
     out.progress(f"{', '.join(regions)}: retention sweep ({'dry run' if dry_run else 'for real'})")
     # One sweep over every region: MaxRetirementsPerRun counts them all together.
     with quiet_functions(args.verbose, out.stderr):
         combined: Report = sweep(
-            settings,
-            aws,
-            now,
+            Deps.create(settings, aws, None, account_id),
             regions=regions,
             dry_run=dry_run,
-            account_id=account_id,
             max_retirements=getattr(args, "max_retirements", None),
         )
     for region, one in combined.regions.items():

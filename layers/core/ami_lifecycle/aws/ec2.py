@@ -15,23 +15,8 @@ from botocore.exceptions import ClientError
 
 from ..domain.evidence import LaunchPermissions, UsageEntry, UsageReport
 from ..domain.model import Image, Reference
+from .errors import NOT_FOUND_CODES, error_code
 
-# Error codes that mean "the image is not there (any more)".
-NOT_FOUND_CODES = frozenset({"InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"})
-# Error codes that mean "slow down and try again later".
-THROTTLE_CODES = frozenset(
-    {
-        "RequestLimitExceeded",
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "ServiceUnavailable",
-        "InternalError",
-        "Unavailable",
-    }
-)
-# CopyImage: too many copies in flight to this destination region.
-COPY_LIMIT_CODES = frozenset({"ResourceLimitExceeded", "SnapshotCopyLimitExceeded"})
 # DescribeImageReferences accepts at most this many image ids per call (our documented assumption).
 REFERENCES_BATCH = 10
 # ListImagesInRecycleBin accepts at most 20 image ids per call.
@@ -44,16 +29,6 @@ USAGE_REPORT_BATCH = 200
 GET_PARAMETERS_BATCH = 10
 # A launch template version-depth that covers every version (DescribeImageReferences allows 1..10000).
 ALL_VERSIONS = "10000"
-
-
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "")) or "ClientError"
-    return type(exc).__name__
-
-
-def is_throttle(exc: BaseException) -> bool:
-    return error_code(exc) in THROTTLE_CODES
 
 
 class Ec2:
@@ -106,6 +81,26 @@ class Ec2:
                         yield image
                 return
             raise
+
+    def images_with_reasons(
+        self, *, image_ids: Sequence[str] = (), filters: Sequence[Mapping[str, Any]] = ()
+    ) -> list[tuple[Image, str]]:
+        """DescribeImages (every page; owned images unless ids are given) -> (Image, StateReason
+        message) pairs: why a failed copy failed."""
+        kwargs: dict[str, Any] = {"IncludeDeprecated": True, "IncludeDisabled": True}
+        if image_ids:
+            kwargs["ImageIds"] = list(image_ids)
+        else:
+            kwargs["Owners"] = ["self"]
+            kwargs["PaginationConfig"] = {"PageSize": 1000}
+        if filters:
+            kwargs["Filters"] = [dict(f) for f in filters]
+        out: list[tuple[Image, str]] = []
+        for page in self.client.get_paginator("describe_images").paginate(**kwargs):
+            for data in page.get("Images", []):
+                reason = data.get("StateReason") or {}
+                out.append((Image.from_api(data, self.region), str(reason.get("Message") or reason.get("Code") or "")))
+        return out
 
     def create_tags(self, resource_ids: Iterable[str], tags: Mapping[str, str]) -> None:
         """One CreateTags call for up to 1000 resources (images and snapshots together)."""

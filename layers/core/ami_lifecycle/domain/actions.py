@@ -8,6 +8,7 @@ environment or the clock.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -42,6 +43,19 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True)
+class SnapshotResult:
+    """DeregisterImage(DeleteAssociatedSnapshots) per snapshot: `success`, `skipped` (another image
+    uses it), `missing-permissions`, ...; in a dry run `would-delete` / `would-skip`; `unreported`
+    when EC2 did not mention it."""
+
+    snapshot_id: str
+    code: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"SnapshotId": self.snapshot_id, "ReturnCode": self.code}
+
+
+@dataclass(frozen=True)
 class Action:
     """One write to AWS. `image_id` is the image the action is about (for snapshot-only writes, the
     image whose snapshots they are); `resources` the ids a tag write goes to."""
@@ -61,23 +75,12 @@ class Action:
     snapshots: int = 0
     # USAGE REPORT: the client token, deterministic per image and day.
     token: str = ""
+    # RETIRE: what EC2 is expected to do with each snapshot (what a dry run reports).
+    expect: tuple[SnapshotResult, ...] = ()
 
     @property
     def tag_map(self) -> dict[str, str]:
         return dict(self.tags)
-
-
-@dataclass(frozen=True)
-class SnapshotResult:
-    """DeregisterImage(DeleteAssociatedSnapshots) per snapshot: `success`, `skipped` (another image
-    uses it), `missing-permissions`, ...; in a dry run `would-delete` / `would-skip`; `unreported`
-    when EC2 did not mention it."""
-
-    snapshot_id: str
-    code: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"SnapshotId": self.snapshot_id, "ReturnCode": self.code}
 
 
 DELETED_CODES = frozenset({"success", "would-delete"})
@@ -141,6 +144,8 @@ class Outcome:
         if a.kind in (Kind.TAG, Kind.UNTAG):
             parts = [f"{k}={v}" for k, v in a.tags] + [f"-{k}" for k in a.keys]
             on_image = a.image_id in a.resources
+            if a.why and on_image:
+                return f"{'would rewrite' if dry else 'rewrote'} {a.why}: {', '.join(parts)}"
             text = (
                 f"{'would tag' if dry else 'tagged'} image: {', '.join(parts)}"
                 if on_image
@@ -148,7 +153,7 @@ class Outcome:
             )
             if a.snapshots:
                 text += f" (+{a.snapshots} snapshot{'s' if a.snapshots > 1 else ''})"
-            return text + (f" ({a.why})" if a.why else "")
+            return text
         if a.kind is Kind.DEPRECATE:
             return f"{'would set' if dry else 'set'} deprecation time to {format_instant(a.at) if a.at else '?'}"
         if a.kind is Kind.UNDEPRECATE:
@@ -179,3 +184,8 @@ class Plan:
 
     def of_kind(self, *kinds: Kind) -> list[Action]:
         return [a for a in self.actions if a.kind in kinds]
+
+
+def copy_actions(region: str, image_id: str, requests: Iterable[CopyRequest]) -> list[Action]:
+    """One REQUEST_COPY action per copy request of one image (sent together in one batch)."""
+    return [Action(Kind.REQUEST_COPY, region, image_id, copy=r) for r in requests]

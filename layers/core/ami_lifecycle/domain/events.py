@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .ids import is_image_id
 from .tags import is_region_name
 
 SOURCE = "aws.ec2"
 DETAIL_TYPE = "EC2 AMI State Change"
 STATES = frozenset({"available", "failed", "deregistered", "disabled"})
-_IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}\Z", re.ASCII)
 _ACCOUNT = re.compile(r"^[0-9]{12}\Z", re.ASCII)
 
 
@@ -47,7 +47,7 @@ def parse_ami_event(event: Any) -> AmiStateChange:
     if not isinstance(detail, Mapping):
         raise BadEvent("event has no detail object")
     image_id, state = detail.get("ImageId"), detail.get("State")
-    if not isinstance(image_id, str) or not _IMAGE_ID.match(image_id):
+    if not isinstance(image_id, str) or not is_image_id(image_id):
         raise BadEvent(f"detail.ImageId {_show(image_id)} is not an AMI id")
     if not isinstance(state, str) or state not in STATES:  # a list or object is not hashable: check the type first
         raise BadEvent(f"detail.State {_show(state)} is not one of {', '.join(sorted(STATES))}")

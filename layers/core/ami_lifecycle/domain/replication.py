@@ -1,24 +1,21 @@
 """Replication, request side: which regions an adopted image is copied to, and the copy requests
 put on the queue that ReplicatorFunction consumes.
 
-`plan_copies` is pure. `request_copies` sends all of an image's requests in one SendMessageBatch.
+Pure: `plan_copies` (which regions lack a copy), the `P:copies` record (`parse_copies`,
+`merge_copies`), and the copy requests themselves; aws/sqs.py sends them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
+from .ids import is_image_id
 from .model import Image
 from .settings import Settings
 from .tags import MAX_TAG_KEY, MAX_TAG_VALUE, TagError, TagKeys, is_region_name, parse_regions
-
-SQS_BATCH = 10
-_IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}\Z", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ class CopyRequest:
         for key in ("source_image_id", "source_region", "target_region", "name", "description"):
             if key in data and not isinstance(data[key], str):
                 raise ValueError(f"copy request: {key} is not a string")
-        if not _IMAGE_ID.match(data["source_image_id"]):
+        if not is_image_id(data["source_image_id"]):
             raise ValueError(f"copy request: source_image_id {data['source_image_id'][:40]!r} is not an AMI id")
         for key in ("source_region", "target_region"):
             if not is_region_name(data[key]):
@@ -124,12 +121,53 @@ def is_copy(image: Image, keys: TagKeys) -> bool:
 
 def recorded_copies(image: Image, keys: TagKeys) -> dict[str, str]:
     """The source's record of its copies: `P:copies` = `us-west-2=ami-0abc,eu-west-1=failed`."""
+    return parse_copies(image.tags.get(keys.copies, ""))
+
+
+def parse_copies(value: str) -> dict[str, str]:
+    """`us-west-2=ami-0abc,eu-west-1=failed` -> {region: copy id or state}, in written order.
+    Entries that are not `region=value` are ignored."""
     record: dict[str, str] = {}
-    for part in image.tags.get(keys.copies, "").split(","):
+    for part in value.split(","):
         region, sep, state = part.strip().partition("=")
-        if sep and region:
+        region, state = region.strip(), state.strip()
+        if sep and region and state:
             record[region] = state
     return record
+
+
+def render_copies(
+    record: Mapping[str, str], keep: Iterable[str] = (), limit: int = MAX_TAG_VALUE
+) -> tuple[str, list[str]]:
+    """The `P:copies` value for `record`, at most `limit` characters (an EC2 tag value holds 256).
+
+    When the record does not fit, the oldest entries (the first written) go first, never those
+    in `keep` (the ones being recorded now). Returns the value and the regions left out. Leaving
+    an entry out is safe: the existence check in the target region, not this record, is what
+    prevents a second copy."""
+    keep_set = set(keep)
+    entries = [(region, state) for region, state in record.items() if region and state]
+    dropped: list[str] = []
+
+    def text() -> str:
+        return ",".join(f"{region}={state}" for region, state in entries)
+
+    while len(text()) > limit:
+        victim = next((i for i, (region, _) in enumerate(entries) if region not in keep_set), 0)
+        dropped.append(entries.pop(victim)[0])
+    return text(), dropped
+
+
+def merge_copies(value: str, updates: Mapping[str, str], limit: int = MAX_TAG_VALUE) -> tuple[str, list[str]]:
+    """Merge `updates` into an existing `P:copies` value (a changed region moves to the end, as the
+    newest entry; an unchanged one stays put). Returns the new value and the regions left out to
+    fit `limit`."""
+    record = parse_copies(value)
+    for region, state in updates.items():
+        if record.get(region) != state:
+            record.pop(region, None)
+            record[region] = state
+    return render_copies(record, keep=updates, limit=limit)
 
 
 def target_regions(image: Image, settings: Settings, known_regions: frozenset[str] | None = None) -> list[str]:
@@ -183,18 +221,3 @@ def plan_copies(
             )
         )
     return CopyPlan(requests=tuple(requests), skipped=tuple(skipped))
-
-
-def send_copy_requests(sqs: Any, queue_url: str, requests: Sequence[CopyRequest]) -> list[str]:
-    """SendMessageBatch, 10 at a time. Returns the failures (one line each); raises on a call error."""
-    failures: list[str] = []
-    for start in range(0, len(requests), SQS_BATCH):
-        batch = requests[start : start + SQS_BATCH]
-        resp = sqs.send_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "MessageBody": r.to_json()} for i, r in enumerate(batch)],
-        )
-        for fail in resp.get("Failed", []):
-            req = batch[int(fail["Id"])]
-            failures.append(f"{req.target_region}: {fail.get('Code')}: {fail.get('Message', '')}")
-    return failures

@@ -38,7 +38,7 @@ Empty fields are left out of image entries and region reports; `totals` and `ima
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from .tags import format_instant
@@ -65,6 +65,9 @@ class ImageEntry:
     references: list[str] = field(default_factory=list)
     snapshots: list[dict[str, str]] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)  # e.g. "deprecation set to ...", "tagged", "copy requested"
+    # The same, as data (actions.Outcome.to_dict: kind, status, tags, target_region, ...): what the
+    # CLI and the demo render.
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,7 +148,7 @@ class RegionReport:
 class Report:
     kind: str  # "sweep" or "backfill"
     dry_run: bool
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime
     finished_at: datetime | None = None
     regions: dict[str, RegionReport] = field(default_factory=dict)
     continuation: dict[str, Any] | None = None

@@ -81,6 +81,9 @@ class Deps:
             clock = lambda: fixed  # noqa: E731
         else:
             clock = now
+        function = getattr(context, "invoked_function_arn", "") or getattr(context, "function_name", "")
+        if invoke is None and function:
+            invoke = _lambda_invoker(aws, settings, function)
         return cls(settings, aws, clock, account_id, Budget.of(context, margin_ms), known_regions(), invoke)
 
     def with_margin(self, margin_ms: int) -> Deps:
@@ -110,16 +113,16 @@ def deps(context: Any, *, margin_ms: int = SAFETY_MARGIN_MS) -> Deps:
         account_id(context),
         Budget.of(context, margin_ms),
         known_regions(),
-        _lambda_invoker(current, function) if function else None,
+        _lambda_invoker(aws(), current, function) if function else None,
     )
 
 
-def _lambda_invoker(settings: Settings, function: str) -> Invoker:
+def _lambda_invoker(clients: Aws, settings: Settings, function: str) -> Invoker:
     """This function again, asynchronously (the one self-invocation: sweep and backfill use it)."""
     from ..aws.lambda_ import invoke_async
 
     def invoke(payload: dict[str, Any]) -> None:
-        invoke_async(aws(), settings.home_region, function, payload)
+        invoke_async(clients, settings.home_region, function, payload)
 
     return invoke
 

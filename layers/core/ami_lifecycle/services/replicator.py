@@ -36,22 +36,25 @@ Outcomes and what happens to the message:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
-from ..aws.clients import Aws
-from ..aws.ec2 import COPY_LIMIT_CODES, Ec2, error_code, is_throttle
-from ..aws.regions import known_regions
+from ..aws.ec2 import Ec2
+from ..aws.errors import COPY_LIMIT_CODES, error_code, is_throttle
+from ..aws.errors import describe_error as _describe_error
+from ..aws.sqs import CopyQueue
+from ..domain.adoption import deprecation_due_at
 from ..domain.model import Image
-from ..domain.replication import CopyRequest
-from ..domain.settings import Settings
+from ..domain.replication import CopyRequest, merge_copies, parse_copies
 from ..domain.tags import MAX_TAG_VALUE, TagError, clip, is_region_name, parse_instant
+from ..runtime import Deps
 from ..runtime.observability import count, logger
 
 # Back-off of a deferred request: min(BACKOFF_CAP, BACKOFF_BASE * 2**(receives-1)) seconds, of which
@@ -67,8 +70,6 @@ MALFORMED_RETRY_SECONDS = 0
 MAX_REASON = 200
 # Copies in these states count as present (nothing to do); `failed` ones are reported.
 LIVE_STATES = frozenset({"available", "pending", "disabled"})
-# EnableImageDeprecation accepts times up to 10 years ahead.
-MAX_DEPRECATION_AHEAD = timedelta(days=3650)
 # Errors of CopyImage that another attempt with the same request cannot fix.
 PERMANENT_CODES = frozenset(
     {
@@ -106,52 +107,6 @@ def backoff_seconds(receive_count: int, rand: Callable[[], float] = random.rando
     return max(1, int(ceiling / 2 + rand() * ceiling / 2))
 
 
-def parse_copies(value: str) -> dict[str, str]:
-    """`us-west-2=ami-0abc,eu-west-1=failed` -> {region: copy id or state}, in written order.
-    Entries that are not `region=value` are ignored."""
-    record: dict[str, str] = {}
-    for part in value.split(","):
-        region, sep, state = part.strip().partition("=")
-        region, state = region.strip(), state.strip()
-        if sep and region and state:
-            record[region] = state
-    return record
-
-
-def render_copies(
-    record: Mapping[str, str], keep: Iterable[str] = (), limit: int = MAX_TAG_VALUE
-) -> tuple[str, list[str]]:
-    """The `P:copies` value for `record`, at most `limit` characters (an EC2 tag value holds 256).
-
-    When the record does not fit, the oldest entries (the first written) go first, never those
-    in `keep` (the ones being recorded now). Returns the value and the regions left out. Leaving
-    an entry out is safe: the existence check in the target region, not this record, is what
-    prevents a second copy."""
-    keep_set = set(keep)
-    entries = [(region, state) for region, state in record.items() if region and state]
-    dropped: list[str] = []
-
-    def text() -> str:
-        return ",".join(f"{region}={state}" for region, state in entries)
-
-    while len(text()) > limit:
-        victim = next((i for i, (region, _) in enumerate(entries) if region not in keep_set), 0)
-        dropped.append(entries.pop(victim)[0])
-    return text(), dropped
-
-
-def merge_copies(value: str, updates: Mapping[str, str], limit: int = MAX_TAG_VALUE) -> tuple[str, list[str]]:
-    """Merge `updates` into an existing `P:copies` value (a changed region moves to the end, as the
-    newest entry; an unchanged one stays put). Returns the new value and the regions left out to
-    fit `limit`."""
-    record = parse_copies(value)
-    for region, state in updates.items():
-        if record.get(region) != state:
-            record.pop(region, None)
-            record[region] = state
-    return render_copies(record, keep=updates, limit=limit)
-
-
 def is_permanent(exc: BaseException) -> bool:
     """A CopyImage error that retrying the same request cannot fix (bad or unusable KMS key,
     duplicate name, missing permissions, region not enabled, ...)."""
@@ -166,20 +121,31 @@ def is_permanent(exc: BaseException) -> bool:
 
 def describe_error(exc: BaseException) -> str:
     """`Code: message`, short, for logs and P:error."""
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return clip(f"{err.get('Code', 'ClientError')}: {err.get('Message', '')}".strip().rstrip(":"), MAX_REASON)
-    return clip(f"{type(exc).__name__}: {exc}", MAX_REASON)
+    return _describe_error(exc, MAX_REASON)
 
 
 # ------------------------------------------------------------------ outcomes
+
+
+class CopyStatus(StrEnum):
+    STARTED = "started"
+    ALREADY_PRESENT = "already present"
+    SKIPPED = "skipped"
+    DEFERRED = "deferred"
+    UNCONFIRMED = "unconfirmed"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+
+# The message returns to the queue (back-off) for these.
+RETRY_LATER = frozenset({CopyStatus.DEFERRED, CopyStatus.UNCONFIRMED})
 
 
 @dataclass
 class CopyOutcome:
     """What became of one copy request."""
 
-    status: str  # "started", "already present", "skipped", "deferred", "unconfirmed", "failed", "refused"
+    status: CopyStatus
     reason: str
     source_image_id: str
     source_region: str
@@ -187,7 +153,7 @@ class CopyOutcome:
     copy_image_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: str(v) if k == "status" else v for k, v in self.__dict__.items() if v is not None}
 
 
 # ------------------------------------------------------------------ the replicator
@@ -199,16 +165,11 @@ class Replicator:
     ten requests for one region cost one DescribeImages for the count, and so that tags it just
     wrote are not lost to an eventually consistent read of the source."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        aws: Aws,
-        now: Callable[[], datetime] | None = None,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self.settings = settings
-        self.aws = aws
-        self.now = now or (lambda: datetime.now(UTC))
+    def __init__(self, deps: Deps, rand: Callable[[], float] = random.random) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.aws = deps.aws
+        self.now: Callable[[], datetime] = deps.clock
         self.rand = rand
         self._in_flight: dict[str, int] = {}
         self._recorded: dict[tuple[str, str], dict[str, str]] = {}
@@ -219,7 +180,7 @@ class Replicator:
         """Carry out one request. Never raises for an expected outcome (see the module docstring);
         unexpected errors (an unknown CopyImage error, DescribeImages failing, ...) propagate."""
 
-        def outcome(status: str, reason: str, copy_id: str | None = None) -> CopyOutcome:
+        def outcome(status: CopyStatus, reason: str, copy_id: str | None = None) -> CopyOutcome:
             return CopyOutcome(
                 status, reason, request.source_image_id, request.source_region, request.target_region, copy_id
             )
@@ -228,13 +189,13 @@ class Replicator:
         if target == request.source_region:
             logger.info("copy skipped: the image's own region")
             count("CopiesSkipped")
-            return outcome("skipped", "the target is the image's own region: an image is never copied into it")
-        if target not in known_regions():
+            return outcome(CopyStatus.SKIPPED, "the target is the image's own region: an image is never copied into it")
+        if target not in self.deps.known_regions:
             # It can never succeed: recorded as failed on the source (reason in P:error), and the
             # message is deleted instead of being retried into the dead-letter queue.
             refused = self._failed(request, f"{target} is not an AWS region: no copy made")
             count("CopiesRefused")
-            return replace(refused, status="refused")
+            return replace(refused, status=CopyStatus.REFUSED)
         dst = Ec2(self.aws.ec2(target), target)
 
         # 1. Existence: is there a copy of this source in the target region already?
@@ -246,7 +207,7 @@ class Replicator:
             self._deprecate(dst, copy.image_id, request, copy)
             logger.info("copy already present", copy_image_id=copy.image_id, copy_state=copy.state)
             count("CopiesAlreadyPresent")
-            return outcome("already present", f"copy {copy.image_id} is {copy.state}", copy.image_id)
+            return outcome(CopyStatus.ALREADY_PRESENT, f"copy {copy.image_id} is {copy.state}", copy.image_id)
         if existing:
             failed, reason = existing[0]
             return self._failed(request, f"copy {failed.image_id} failed: {reason}", failed.image_id)
@@ -258,7 +219,7 @@ class Replicator:
             reason = f"{in_flight} copies in flight in {target} (limit {limit})"
             logger.info("copy deferred", reason=reason)
             count("CopiesDeferred")
-            return outcome("deferred", reason)
+            return outcome(CopyStatus.DEFERRED, reason)
 
         # 3. The copy.
         try:
@@ -279,11 +240,11 @@ class Replicator:
                 reason = f"CopyImage in {target}: {describe_error(e)}"
                 logger.info("copy deferred", reason=reason, error_code=code)
                 count("CopiesDeferred")
-                return outcome("deferred", reason)
+                return outcome(CopyStatus.DEFERRED, reason)
             if code in SOURCE_GONE_CODES:
                 logger.info("copy skipped: the source image no longer exists", error_code=code)
                 count("CopiesSkipped")
-                return outcome("skipped", f"the source image no longer exists ({code}): nothing to copy")
+                return outcome(CopyStatus.SKIPPED, f"the source image no longer exists ({code}): nothing to copy")
             if is_permanent(e):
                 return self._failed(request, describe_error(e))
             raise
@@ -308,12 +269,12 @@ class Replicator:
             # and its existence check (or the same ClientToken) settles it.
             reason = f"copy {copy_id} is not listed in {target} yet: {state_reason or 'not found'}"
             logger.info("copy not confirmed yet", copy_image_id=copy_id, reason=reason)
-            return outcome("unconfirmed", reason, copy_id)
+            return outcome(CopyStatus.UNCONFIRMED, reason, copy_id)
 
         # 4. Record the copy on the source.
         self._record(request, {target: copy_id})
         self._deprecate(dst, copy_id, request, None)
-        return outcome("started", f"copy {copy_id} started", copy_id)
+        return outcome(CopyStatus.STARTED, f"copy {copy_id} started", copy_id)
 
     def _failed(self, request: CopyRequest, reason: str, copy_id: str | None = None) -> CopyOutcome:
         reason = clip(reason, MAX_REASON)
@@ -328,7 +289,7 @@ class Replicator:
         else:  # a redelivery of a failure already recorded (and counted)
             logger.warning("copy still failed", reason=reason, copy_image_id=copy_id)
         return CopyOutcome(
-            "failed", reason, request.source_image_id, request.source_region, request.target_region, copy_id
+            CopyStatus.FAILED, reason, request.source_image_id, request.source_region, request.target_region, copy_id
         )
 
     # -------------------------------------------------------------- EC2 reads
@@ -340,7 +301,7 @@ class Replicator:
             {"Name": f"tag:{keys.source_image}", "Values": [request.source_image_id]},
             {"Name": f"tag:{keys.source_region}", "Values": [request.source_region]},
         ]
-        return _describe(dst, Owners=["self"], Filters=filters)
+        return dst.images_with_reasons(filters=filters)
 
     def _count_in_flight(self, dst: Ec2) -> int:
         if dst.region not in self._in_flight:
@@ -361,7 +322,7 @@ class Replicator:
     def _copy_state(self, dst: Ec2, copy_id: str) -> tuple[str, str]:
         """The new copy's state and StateReason; `unknown` while EC2 does not list it."""
         try:
-            found = _describe(dst, ImageIds=[copy_id])
+            found = dst.images_with_reasons(image_ids=[copy_id])
         except ClientError as e:
             return "unknown", describe_error(e)
         if not found:
@@ -396,8 +357,7 @@ class Replicator:
             when = parse_instant(value)
         except TagError:
             return
-        now = self.now()
-        if not now < when <= now + MAX_DEPRECATION_AHEAD:
+        if deprecation_due_at(when, None, self.now()) is None:
             return
         try:
             dst.enable_deprecation(copy_id, when)
@@ -439,12 +399,12 @@ class Replicator:
             except Exception as e:
                 logger.exception("copy request failed: it will be retried", error=describe_error(e))
                 raise
-            if outcome.status in ("deferred", "unconfirmed"):
+            if outcome.status in RETRY_LATER:
                 delay = backoff_seconds(receive_count, self.rand)
                 self._set_visibility(record, delay)
                 logger.info("copy request returned to the queue", delay_seconds=delay, reason=outcome.reason)
                 raise CopyNotDone(f"deferred for {delay} s: {outcome.reason}")
-            if outcome.status == "failed":
+            if outcome.status is CopyStatus.FAILED:
                 self._set_visibility(record, FAILED_RETRY_SECONDS)
                 raise CopyNotDone(f"copy failed: {outcome.reason}")
             return outcome.to_dict()
@@ -461,22 +421,20 @@ class Replicator:
             return
         region = record.get("awsRegion") or self.settings.home_region
         try:
-            self.aws.client("sqs", region).change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
-            )
+            CopyQueue(self.aws.client("sqs", region), queue_url).change_visibility(receipt, seconds)
         except ClientError as e:
             logger.warning(
                 "could not change the message's visibility", message_id=record.message_id, error=describe_error(e)
             )
 
 
-def handle_batch(event: Mapping[str, Any], settings: Settings, aws: Aws, context: Any = None) -> dict[str, Any]:
+def handle(event: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
     """ReplicatorFunction: every copy request of an SQS batch, with partial batch failures
     (`{"batchItemFailures": [{"itemIdentifier": <messageId>}, ...]}`)."""
-    replicator = Replicator(settings, aws)
+    replicator = Replicator(deps)
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     response = process_partial_response(
-        event=dict(event), record_handler=replicator.process_record, processor=processor, context=context
+        event=dict(event), record_handler=replicator.process_record, processor=processor
     )
     return dict(response)
 
@@ -484,14 +442,15 @@ def handle_batch(event: Mapping[str, Any], settings: Settings, aws: Aws, context
 # ------------------------------------------------------------------ failed copies (ImageEventsFunction)
 
 
-def record_failed_copy(aws: Aws, settings: Settings, region: str, image_id: str, error_message: str) -> str | None:
+def record_failed_copy(deps: Deps, region: str, image_id: str, error_message: str) -> str | None:
     """On a `failed` AMI event: when the failed image is one of our copies, record `<region>=failed`
     in its source's `P:copies` and the reason in `P:error`, and count `CopiesFailed`. Returns a
     human note, or None when the image cannot be described or is not a copy of ours."""
+    aws, settings = deps.aws, deps.settings
     keys = settings.keys
     ec2 = Ec2(aws.ec2(region), region)
     try:
-        found = _describe(ec2, ImageIds=[image_id])
+        found = ec2.images_with_reasons(image_ids=[image_id])
     except ClientError as e:
         logger.warning("failed image cannot be described", image_id=image_id, error=describe_error(e))
         return None
@@ -532,7 +491,7 @@ def record_failed_copy(aws: Aws, settings: Settings, region: str, image_id: str,
 
 
 def record_on_source(
-    src: Ec2, image: Image, settings: Settings, updates: Mapping[str, str], error: str | None = None
+    src: Ec2, image: Image, settings: Any, updates: Mapping[str, str], error: str | None = None
 ) -> dict[str, str]:
     """Merge `updates` into `image`'s `P:copies` (and set `P:error` when given) on the image and its
     snapshots, in one CreateTags call, only when something changes. Returns the merged record."""
@@ -554,21 +513,6 @@ def record_on_source(
         src.create_tags([image.image_id, *image.snapshot_ids], tags)
         logger.info("copies recorded on the source", source_image_id=image.image_id, tags=tags)
     return parse_copies(value)
-
-
-def _describe(ec2: Ec2, **kwargs: Any) -> list[tuple[Image, str]]:
-    """DescribeImages (every page) -> (Image, StateReason message) pairs."""
-    kwargs.setdefault("IncludeDeprecated", True)
-    kwargs.setdefault("IncludeDisabled", True)
-    if "ImageIds" not in kwargs:
-        kwargs["PaginationConfig"] = {"PageSize": 1000}
-    out: list[tuple[Image, str]] = []
-    for page in ec2.client.get_paginator("describe_images").paginate(**kwargs):
-        for data in page.get("Images", []):
-            reason = data.get("StateReason") or {}
-            message = str(reason.get("Message") or reason.get("Code") or "")
-            out.append((Image.from_api(data, ec2.region), message))
-    return out
 
 
 def _int(value: Any, default: int) -> int:
