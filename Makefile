@@ -39,9 +39,12 @@ test: lint typecheck template-check scan unit
 unit: $(BIN)/ami-lifecycle
 	$(BIN)/pytest -q -n 2
 
+## ruff (domain/ has its own banned-API rules: no clock, no environment, no AWS SDK) and
+## import-linter (pyproject.toml: domain is pure, layers import downwards, no import cycles).
 lint: $(BIN)/ami-lifecycle
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(BIN)/ami-lifecycle
 	$(BIN)/mypy
