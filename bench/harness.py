@@ -1,17 +1,17 @@
-"""Benchmark plumbing: result rows and the table, the embedded local AWS, timers, output hygiene.
+"""What every section shares: result rows and the table, the run's context, formatting, output hygiene.
 
-Nothing here knows what is measured; `run.py` holds the sections.
+Nothing here knows what is measured (one module per measurement: engine.py, cold_start.py, ...) nor
+how the local AWS is started (local.py, on top of ami_lifecycle_localaws).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
-import logging
 import os
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -20,19 +20,22 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ACCOUNT = "123456789012"  # moto's default account, and LocalStack's
+HOME = "us-east-1"
+
+MET = "met"
+INFO = "info"
 
 # ---------------------------------------------------------------- results
 
 
 @dataclass
 class Row:
-    """One line of the table. `verdict` is "ok", "MISSED ...", "info" or "not available"."""
+    """One line of the table. `verdict` is "met", "MISSED ...", "info" or "not available: ..."."""
 
     metric: str
     value: str
     target: str = ""
-    verdict: str = "info"
+    verdict: str = INFO
     note: str = ""
 
 
@@ -45,13 +48,13 @@ class Section:
     data: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def row(self, metric: str, value: str, target: str = "", verdict: str = "info", note: str = "") -> Row:
+    def row(self, metric: str, value: str, target: str = "", verdict: str = INFO, note: str = "") -> Row:
         r = Row(metric, value, target, verdict, note)
         self.rows.append(r)
         return r
 
-    def unavailable(self, reason: str) -> None:
-        self.rows.append(Row("section", "-", "", f"not available: {reason}"))
+    def unavailable(self, reason: str, metric: str = "section") -> None:
+        self.rows.append(Row(metric, "-", "", f"not available: {reason}"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,19 +67,26 @@ class Section:
 
 
 def check_max(measured: float, limit: float, fmt: Callable[[float], str] = str) -> str:
-    """ "ok" when measured <= limit, else MISSED with the margin."""
+    """ "met" when measured <= limit, else MISSED with the margin."""
     if measured <= limit:
-        return "ok"
+        return MET
     over = (measured / limit - 1) * 100 if limit else float("inf")
     return f"MISSED by {fmt(measured - limit)} (+{over:.0f}%)"
 
 
 def check_min(measured: float, floor: float, fmt: Callable[[float], str] = str) -> str:
+    """ "met" when measured >= floor, else MISSED with the margin."""
     if measured >= floor:
-        return "ok"
+        return MET
     under = (1 - measured / floor) * 100 if floor else 100.0
     return f"MISSED by {fmt(floor - measured)} (-{under:.0f}%)"
 
+
+def missed(sections: Sequence[Section]) -> list[tuple[Section, Row]]:
+    return [(s, r) for s in sections for r in s.rows if r.verdict.startswith("MISSED")]
+
+
+# ---------------------------------------------------------------- the table
 
 MAX_VALUE = 76
 
@@ -103,8 +113,8 @@ def _wrap(text: str, width: int) -> list[str]:
 
 
 def render(sections: Sequence[Section], header: str = "") -> str:
-    """Plain-text, aligned: one block per section (long values wrap onto continuation lines), then
-    the notes."""
+    """Plain-text, aligned: one block per section (long values wrap onto continuation lines), the
+    targets met and missed, then the notes."""
     cols = ("metric", "measured", "target", "verdict")
     table: list[tuple[str, ...] | str] = []
     for s in sections:
@@ -124,6 +134,12 @@ def render(sections: Sequence[Section], header: str = "") -> str:
             lines.append(t)
         else:
             lines.append(sep.join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip())
+    judged = [r for s in sections for r in s.rows if r.verdict == MET or r.verdict.startswith("MISSED")]
+    if judged:
+        bad = missed(sections)
+        lines.append("")
+        lines.append(f"Targets: {len(judged) - len(bad)} met, {len(bad)} missed")
+        lines.extend(f"- MISSED [{s.key}] {r.metric.strip()}: {r.value} (target {r.target})" for s, r in bad)
     notes = [(s.title, n) for s in sections for n in s.notes]
     if notes:
         lines.append("")
@@ -137,10 +153,33 @@ def to_json(sections: Sequence[Section], meta: dict[str, Any]) -> str:
     return json.dumps({"meta": meta, "sections": {s.key: s.to_dict() for s in sections}}, indent=2, default=str)
 
 
+# ---------------------------------------------------------------- the run
+
+
+class Run:
+    """What a section gets besides its Section: the options, progress output, the run's clock (for
+    the time budget), and resources shared by the sections and closed when the run ends."""
+
+    def __init__(self, opts: argparse.Namespace, say: Progress) -> None:
+        self.opts = opts
+        self.say = say
+        self.t0 = time.perf_counter()
+        self.shared: dict[str, Any] = {}
+        self.cleanup = contextlib.ExitStack()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def close(self) -> None:
+        self.cleanup.close()
+
+
 # ---------------------------------------------------------------- formatting
 
 
 def fmt_s(seconds: float) -> str:
+    if seconds != seconds:  # nan: nothing measured
+        return "-"
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
     if seconds < 1:
@@ -152,6 +191,10 @@ def fmt_n(n: float) -> str:
     return f"{n:,.0f}"
 
 
+def fmt_x(ratio: float) -> str:
+    return f"{ratio:.2f}x"
+
+
 def fmt_mb(n_bytes: float) -> str:
     """Megabytes as Lambda's limits count them (2^20 bytes)."""
     return f"{n_bytes / 2**20:.2f} MB"
@@ -159,6 +202,11 @@ def fmt_mb(n_bytes: float) -> str:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def median_counter(counters: Sequence[Counter[str]]) -> Counter[str]:
+    keys = {k for c in counters for k in c}
+    return Counter({k: int(median([c.get(k, 0) for c in counters])) for k in keys})
 
 
 def calls_text(counter: Counter[str] | dict[str, int], limit: int = 8) -> str:
@@ -197,189 +245,3 @@ def stdout_to_devnull() -> Iterator[None]:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
-
-
-# ---------------------------------------------------------------- the embedded local AWS
-
-
-class ServerCpu:
-    """CPU seconds spent by moto serving requests, measured in the server's threads, so that the
-    client's share (our code + boto3/botocore) can be told apart from moto's. `total` covers whole
-    requests (the WSGI app: routing, parsing, the action, the response) when the server allows it,
-    else the actions alone; `by_action` always covers the actions alone."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.total = 0.0
-        self.by_action: Counter[str] = Counter()
-        self.whole_requests = False
-
-    def add(self, action: str, seconds: float) -> None:
-        with self._lock:
-            if not self.whole_requests:
-                self.total += seconds
-            self.by_action[action] += seconds
-
-    def add_request(self, seconds: float) -> None:
-        with self._lock:
-            self.total += seconds
-
-    def snapshot(self) -> tuple[float, Counter[str]]:
-        with self._lock:
-            return self.total, Counter(self.by_action)
-
-
-SERVER_CPU = ServerCpu()
-
-
-def prepare_env(endpoint: str | None = None) -> None:
-    """Fake credentials, no real profile, moto without its public AMIs: set before the server starts
-    and before any boto3 client is made."""
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(var, None)
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": str(ROOT / "tests" / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(ROOT / "tests" / "no-aws-credentials"),
-            "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
-            "POWERTOOLS_SERVICE_NAME": "ami-lifecycle",
-            "POWERTOOLS_METRICS_NAMESPACE": "AmiLifecycle",
-            # No X-Ray daemon here: the in-process tracer would only fail to emit segments.
-            "POWERTOOLS_TRACE_DISABLED": "true",
-        }
-    )
-    if endpoint:
-        os.environ["AWS_ENDPOINT_URL"] = endpoint
-
-
-@dataclass
-class LocalAws:
-    endpoint: str
-    server: Any
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
-def speed_up_moto_tags() -> None:
-    """Bench-only speed-up of moto, same answers: moto's ``TaggedEC2Resource.get_tags`` finds a
-    resource's tags by scanning every tag of the region (``describe_tags`` with a ``resource-id``
-    filter, an anchored regex per resource), and DescribeImages/DescribeSnapshots call it once per
-    image to filter on ``tag:...`` and again to serialize ``Tags``: O(images x tags), minutes for a
-    10,000-image region. This replaces it with the equivalent lookup in the same dict
-    (``backend.tags[resource_id]``), same entries, same order. It changes moto's CPU only, which the
-    benchmark meters apart from ours anyway; it changes no call and no response."""
-    from moto.ec2.models.core import TaggedEC2Resource
-    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
-
-    if getattr(TaggedEC2Resource.get_tags, "_bench_fast", False):
-        return
-
-    def get_tags(self: Any) -> list[dict[str, str]]:
-        resource_id = getattr(self, "id", None)
-        if not resource_id:
-            return []
-        tags = self.ec2_backend.tags.get(resource_id)
-        if not tags:
-            return []
-        kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource_id), "")
-        return [{"resource_id": resource_id, "key": k, "value": v, "resource_type": kind} for k, v in tags.items()]
-
-    get_tags._bench_fast = True  # type: ignore[attr-defined]
-    TaggedEC2Resource.get_tags = get_tags  # type: ignore[method-assign]
-
-
-def start_local_aws() -> LocalAws:
-    """moto as `ThreadedMotoServer(ip_address="127.0.0.1", port=0)` plus our documented extension,
-    with `AWS_ENDPOINT_URL` pointing at it, and a per-request CPU meter around every action."""
-    prepare_env()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
-    from ami_lifecycle_localaws import motoext
-    from moto.core.responses import BaseResponse
-    from moto.server import ThreadedMotoServer
-
-    motoext.install()
-    motoext.clear_faults()
-    speed_up_moto_tags()
-    if not getattr(BaseResponse.call_action, "_bench_timed", False):
-        inner = BaseResponse.call_action
-
-        def timed(self: Any) -> Any:
-            t0 = time.thread_time()
-            try:
-                return inner(self)
-            finally:
-                SERVER_CPU.add(self._get_action() or "?", time.thread_time() - t0)
-
-        timed._bench_timed = True  # type: ignore[attr-defined]
-        BaseResponse.call_action = timed  # type: ignore[method-assign]
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    wsgi = getattr(getattr(server, "_server", None), "app", None)  # werkzeug's server: one thread per request
-    if wsgi is not None:
-
-        def metered(environ: Any, start_response: Any) -> Any:
-            t0 = time.thread_time()
-            try:
-                return list(wsgi(environ, start_response))
-            finally:
-                SERVER_CPU.add_request(time.thread_time() - t0)
-
-        server._server.app = metered
-        SERVER_CPU.whole_requests = True
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    prepare_env(endpoint)
-    return LocalAws(endpoint, server)
-
-
-@dataclass
-class Measured:
-    """Wall time, and CPU split between the client (our code + boto3) and moto, of one run."""
-
-    wall: float
-    client_cpu: float
-    server_cpu: float
-    calls: Counter[str]
-    calls_by_region: dict[str, Counter[str]]
-    server_by_action: Counter[str]
-    result: Any = None
-
-    @property
-    def total_calls(self) -> int:
-        return sum(self.calls.values())
-
-
-def measure(fn: Callable[[], Any], exclude_actions: frozenset[str] = frozenset()) -> Measured:
-    """Run `fn` once against the local AWS: wall time, API calls (counted by moto), and CPU."""
-    from ami_lifecycle_localaws import motoext
-
-    motoext.reset_calls()
-    s0, a0 = SERVER_CPU.snapshot()
-    c0, w0 = time.process_time(), time.perf_counter()
-    result = fn()
-    w1, c1 = time.perf_counter(), time.process_time()
-    s1, a1 = SERVER_CPU.snapshot()
-    by_region = {
-        region: Counter({a: n for a, n in counter.items() if a not in exclude_actions})
-        for region, counter in motoext.calls_by_region().items()
-    }
-    by_region = {r: c for r, c in by_region.items() if c}
-    calls: Counter[str] = Counter()
-    for counter in by_region.values():
-        calls.update(counter)
-    server = s1 - s0
-    return Measured(
-        wall=w1 - w0,
-        client_cpu=max(0.0, (c1 - c0) - server),
-        server_cpu=server,
-        calls=calls,
-        calls_by_region=by_region,
-        server_by_action=a1 - a0,
-        result=result,
-    )

@@ -18,7 +18,8 @@ configurations) are created through the API: they are few, and it keeps moto's o
 Nothing seeded is counted: the benchmark resets moto's call counter after seeding.
 
 Shape of a fleet of n images in a region (deterministic for a seed): families of 1 to 150 images,
-creation dates uniform over the last 100 days with a 90-day retention (so about 10% expired);
+creation dates uniform over the last 100 days with a 90-day retention (so about 10% expired; another
+share r expired stretches the 100 days to 90 / (1 - r));
 97% managed, 2% unmanaged, 1% owned by AWS Backup; of the managed images 3% held and 1% protected;
 images in use: about 0.6% of the fleet, all of them expired ones (that is where it matters).
 """
@@ -30,7 +31,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-ACCOUNT = "123456789012"
+from ami_lifecycle_localaws.server import ACCOUNT_ID as ACCOUNT
+
 PREFIX = "ami-lifecycle"
 RETENTION = timedelta(days=90)
 MAX_AGE_DAYS = 100
@@ -75,8 +77,17 @@ def _iso(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def plan(region: str, n: int, now: datetime, rng: random.Random) -> list[Planned]:
-    """The images of one region, without ids (filled in when seeded)."""
+def max_age_days(expired_ratio: float | None) -> float:
+    """The age span that leaves `expired_ratio` of uniformly aged images past the retention."""
+    if expired_ratio is None:
+        return MAX_AGE_DAYS
+    if not 0 <= expired_ratio < 1:
+        raise ValueError(f"expired ratio {expired_ratio} is not in [0, 1)")
+    return RETENTION.days / (1 - expired_ratio)
+
+
+def plan(region: str, n: int, now: datetime, rng: random.Random, max_age: float = MAX_AGE_DAYS) -> list[Planned]:
+    """The images of one region, without ids (filled in when seeded); ages uniform in [0, max_age) days."""
     out: list[Planned] = []
     family_index = 0
     while len(out) < n:
@@ -84,7 +95,7 @@ def plan(region: str, n: int, now: datetime, rng: random.Random) -> list[Planned
         family = f"app{family_index:05d}"
         family_index += 1
         for _ in range(size):
-            age = timedelta(seconds=rng.uniform(0, MAX_AGE_DAYS * 86400))
+            age = timedelta(seconds=rng.uniform(0, max_age * 86400))
             created = (now - age).replace(microsecond=0)
             expires = created + RETENTION
             roll = rng.random()
@@ -203,9 +214,11 @@ def seed_references(fleet: Fleet, session: Any, rng: random.Random) -> None:
         fleet.references.setdefault(p.image_id, []).append(f"launch configuration bench-{fleet.region}-{i}")
 
 
-def seed_fleet(region: str, n: int, now: datetime, session: Any, seed: int = 7) -> Fleet:
+def seed_fleet(
+    region: str, n: int, now: datetime, session: Any, seed: int = 7, expired_ratio: float | None = None
+) -> Fleet:
     rng = random.Random(f"{seed}/{region}/{n}")
-    fleet = Fleet(region, plan(region, n, now, rng))
+    fleet = Fleet(region, plan(region, n, now, rng, max_age_days(expired_ratio)))
     seed_images(region, fleet.images)
     seed_references(fleet, session, rng)
     return fleet

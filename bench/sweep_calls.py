@@ -1,219 +1,170 @@
-"""Benchmark (not a test): the API calls one retention sweep makes, next to the floor.
+"""Section sweep_calls: the API calls of one retention sweep, next to the floor (floor.py).
 
-Seeds 5,000 managed images in one region of the embedded moto (with ami_lifecycle_localaws.motoext),
-10% of them expired and a few of those in use (instances, an old launch-template version, a launch
-configuration), runs the sweep as RetentionSweepFunction runs it, and prints the calls by action
-(motoext.calls()) beside the floor:
+A seeded fleet (bench/seed.py: 10,000 images in 3 regions, about 10% expired, some of those in use by
+instances, launch templates and launch configurations) is swept by RetentionSweepFunction fired as
+its schedule fires it (LocalStack.fire_schedule, with MaxRetirementsPerRun=0: a deliberate large
+clean-up); motoext counts the calls. Target: at most the floor + 10%, per region and in total, the
+engine's expected retirements retired, and nothing else.
 
-- ceil(images / 1000) DescribeImages (pages of 1000, by tag);
-- the in-use check for the candidates only, the cheaper way: ceil(candidates / 10)
-  DescribeImageReferences, or DescribeInstances + DescribeLaunchTemplates + one
-  DescribeLaunchTemplateVersions per template; plus one DescribeLaunchConfigurations;
-- one DeregisterImage per retired image, and nothing per retired snapshot (DeregisterImage with
-  DeleteAssociatedSnapshots deletes them).
-
-Seeding 5,000 images through the API is slow in moto (several round trips each), so the images
-are registered through moto's backend directly (here, in this script); the few resources that use
-images go through the API. Nothing seeded is counted.
-
-Run: .venv/bin/python bench/sweep_calls.py [--images N] [--expired-ratio R]
+    .venv/bin/python bench/sweep_calls.py [--images N] [--expired-ratio R] [--seed S]   # this section alone
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import math
-import os
-import random
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT / "layers" / "core", ROOT / "localaws"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+import local
+import seed
+from floor import FAIL_CLOSED_SOURCES, NOTE, RegionPlan, floor_for, moto_snapshot_pages, safety
+from harness import MET, Run, Section, calls_text, check_max, fmt_n, fmt_s, stdout_to_devnull
 
-# Before boto3 is imported: fake credentials, no real account reachable, quiet Powertools.
-for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-    os.environ.pop(var, None)
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
-        "POWERTOOLS_SERVICE_NAME": "ami-lifecycle",
-        "POWERTOOLS_METRICS_NAMESPACE": "AmiLifecycle",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
-)
-
-ACCOUNT = "123456789012"  # moto's default account
-REGION = "us-east-1"
-P = "ami-lifecycle"
-FAMILY_SIZE = 50
-RETENTION = timedelta(days=90)
+KEY = "sweep_calls"
+TITLE = "API calls of a sweep"
+REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
+SLACK = 1.10  # the target: the floor + 10%
 
 
-def seed(n: int, expired_ratio: float, now: datetime, rng: random.Random) -> dict[str, Any]:
-    """Register n managed images, tagged and deprecated as the tool leaves them, in moto's backend."""
-    from moto.ec2.models import ec2_backends
-
-    backend: Any = ec2_backends[ACCOUNT][REGION]
-    expired: list[str] = []
-    for i in range(n):
-        family = f"app{i // FAMILY_SIZE:04d}"
-        if rng.random() < expired_ratio:
-            age = RETENTION + timedelta(days=rng.uniform(0.1, 30))
-        else:
-            age = timedelta(days=rng.uniform(0, 89.9))
-        created = (now - age).replace(microsecond=0)
-        ami = backend.register_image(name=f"{family}-{created:%Y%m%d%H%M%S}", description=f"{family} image")
-        ami.creation_date = created
-        expires = created + RETENTION
-        tags = {
-            f"{P}:managed": "true",
-            f"{P}:retention": "90d",
-            f"{P}:expires-at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            f"{P}:family": family,
-            f"{P}:keep-latest": "1",
-        }
-        backend.create_tags([ami.id, ami.ebs_snapshot.id], tags)
-        if expires > now:
-            backend.enable_image_deprecation(ami.id, expires)  # motoext's backend method
-        else:
-            expired.append(ami.id)
-    return {"expired": expired}
-
-
-def use_some(expired: list[str], rng: random.Random) -> dict[str, int]:
-    """A few expired images in use: 3 instances, the old version of a launch template, a launch configuration."""
-    import boto3
-
-    ec2 = boto3.client("ec2", region_name=REGION)
-    used = rng.sample(expired, 6)
-    for image_id in used[:3]:
-        ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)
-    ec2.create_launch_template(LaunchTemplateName="bench-template", LaunchTemplateData={"ImageId": used[3]})
-    ec2.create_launch_template_version(LaunchTemplateName="bench-template", LaunchTemplateData={"ImageId": used[4]})
-    boto3.client("autoscaling", region_name=REGION).create_launch_configuration(
-        LaunchConfigurationName="bench-lc", ImageId=used[5], InstanceType="t3.micro"
+def add_options(parser: Any) -> None:
+    group = parser.add_argument_group("sweep_calls")
+    group.add_argument(
+        "--sweep-images",
+        "--images",
+        dest="sweep_images",
+        type=int,
+        help="images in the swept fleet, over 3 regions (default 10,000; 1,000 with --quick)",
     )
-    return {"instances": 3, "launch_templates": 1, "launch_configurations": 1, "images_in_use": len(used)}
+    group.add_argument("--expired-ratio", type=float, help="share of images past their retention (default: about 0.10)")
+    group.add_argument("--seed", type=int, default=7, help="the fleet's random seed (default 7)")
 
 
-def floor(images: int, candidates: int, retired: int, resources: dict[str, int]) -> tuple[Counter[str], str]:
-    """The fewest calls a correct sweep can make, and which in-use check that floor assumes."""
-    f: Counter[str] = Counter({"DescribeImages": math.ceil(images / 1000), "DeregisterImage": retired})
-    if candidates:
-        by_references = math.ceil(candidates / 10)
-        templates = resources["launch_templates"]
-        # Listing covers what DescribeImageReferences covers: + DescribeParameters, ListImageRecipes,
-        # ListContainerRecipes (one empty page each here).
-        by_listing = 1 + math.ceil(max(1, templates) / 200) + templates + 3
-        if by_references <= by_listing:
-            f["DescribeImageReferences"] = by_references
-            way = f"image-references ({by_references} calls vs {by_listing} listing)"
-        else:
-            f["DescribeInstances"] = 1
-            f["DescribeLaunchTemplates"] = math.ceil(max(1, templates) / 200)
-            f["DescribeLaunchTemplateVersions"] = templates
-            f["DescribeParameters"] = f["ListImageRecipes"] = f["ListContainerRecipes"] = 1
-            way = f"resource-listing ({by_listing} calls vs {by_references} DescribeImageReferences)"
-        f["DescribeLaunchConfigurations"] = 1
-        f["DescribeImageAttribute"] = candidates  # launch permissions of each candidate (all available here)
-    else:
-        way = "none (no candidates)"
-    return f, way
-
-
-def speed_up_moto() -> None:
-    """moto looks a resource's tags up by scanning every tag of the region, once per image listed:
-    O(images x tags), tens of minutes at 5,000 images. bench/harness.py has the bench-only fix (same
-    answers, moto's CPU only; no call or response changes): use it."""
-    try:
-        from harness import speed_up_moto_tags  # bench/harness.py, next to this script
-    except ImportError:
-        print("warning: bench/harness.py not found: moto's tag lookups are quadratic, this will be slow")
-        return
-    speed_up_moto_tags()
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=5000)
-    parser.add_argument("--expired-ratio", type=float, default=0.10)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-    logging.disable(logging.INFO)  # the sweep logs one line per image: not what is measured here
-
-    from ami_lifecycle.aws.clients import Aws
-    from ami_lifecycle.domain.settings import Settings
-    from ami_lifecycle.services.sweep import sweep
-    from ami_lifecycle_localaws import motoext
-    from moto import mock_aws
-
-    motoext.install()
-    speed_up_moto()
+def run(sec: Section, ctx: Run) -> None:
+    opts = ctx.opts
+    total = opts.sweep_images or (1_000 if opts.quick else 10_000)
+    sec.title = f"{TITLE}: {total:,} images, {len(REGIONS)} regions" + (" (--quick)" if opts.quick else "")
+    local.local_aws(ctx)
     now = datetime.now(UTC)
-    rng = random.Random(args.seed)
-    with mock_aws():
-        t0 = time.perf_counter()
-        seeded = seed(args.images, args.expired_ratio, now, rng)
-        resources = use_some(seeded["expired"], rng)
-        seeding = time.perf_counter() - t0
-        motoext.reset_calls()
+    session = local.session()
+    fleets: list[seed.Fleet] = []
+    plans: list[RegionPlan] = []
+    t0 = time.perf_counter()
+    for i, region in enumerate(REGIONS):
+        n = total // len(REGIONS) + (1 if i < total % len(REGIONS) else 0)
+        fleet = seed.seed_fleet(region, n, now, session, seed=opts.seed, expired_ratio=opts.expired_ratio)
+        fleets.append(fleet)
+        plans.append(floor_for(fleet, now))
+    ctx.say(f"sweep_calls: seeded {total:,} images in {len(REGIONS)} regions ({time.perf_counter() - t0:.1f} s)")
+    stack = local.stack(ctx, {"SweepRegions": ",".join(REGIONS), "MaxRetirementsPerRun": "0"}, "bench-sweep")
+    local.freeze_heap()
 
-        t1 = time.perf_counter()
-        report = sweep(
-            Settings(home_region=REGION), Aws(), now, regions=[REGION], account_id=ACCOUNT, max_retirements=0
+    with stdout_to_devnull():
+        m = local.measure(lambda: stack.fire_schedule("RetentionSweepFunction"))
+    report = m.result if isinstance(m.result, dict) else {}
+    ctx.say(f"sweep_calls: swept in {m.wall:.1f} s, {m.total_calls:,} calls")
+
+    floor: Counter[str] = Counter()
+    for p in plans:
+        floor.update(p.floor)
+    floor_total = sum(floor.values())
+    managed = sum(p.managed for p in plans)
+    expired = sum(len(f.expired) for f in fleets)
+    in_use = sum(len(f.references) for f in fleets)
+    sec.row(
+        "fleet",
+        f"{total:,} images, {len(REGIONS)} regions ({managed:,} managed, {expired:,} expired, "
+        f"{in_use} used by instances/LTs/LCs)",
+    )
+    expected_retired = sum(len(p.expected_retired) for p in plans)
+    retired = report.get("totals", {}).get("retired")
+    status = report.get("status", "?")
+    sec.row(
+        "status / retired",
+        f"{status} / {retired} retired" + (f" ({report.get('error')})" if report.get("error") else ""),
+        f"complete / {expected_retired:,} (engine's expectation)",
+        MET if retired == expected_retired and status == "complete" else "MISSED: differs",
+    )
+    limit = floor_total * SLACK
+    sec.row(
+        "floor: with the fail-closed sources / without",
+        f"{fmt_n(floor_total)} / {fmt_n(floor_total - sum(floor[a] for a in FAIL_CLOSED_SOURCES))}",
+        "SSM, Image Builder listing and launch permissions of candidates counted",
+        "-",
+    )
+    sec.row(
+        "API calls, total",
+        fmt_n(m.total_calls),
+        f"<= {fmt_n(limit)} (floor {fmt_n(floor_total)} + 10%)",
+        check_max(m.total_calls, limit, fmt_n),
+    )
+    moto_ds, real_ds = moto_snapshot_pages(m.calls, plans)
+    if moto_ds != real_ds:
+        real_total = m.total_calls - moto_ds + real_ds
+        sec.row(
+            "API calls, real-EC2 paging",
+            fmt_n(real_total),
+            f"<= {fmt_n(limit)}",
+            check_max(real_total, limit, fmt_n),
+            note="moto returns DescribeSnapshots in one page",
         )
-        swept = time.perf_counter() - t1
-        calls = motoext.calls()
-
-    region = report.regions[REGION]
-    note = region.notes.get("in_use_check", {})
-    retired = report.totals.retired
-    want, way = floor(args.images, int(note.get("candidates", 0)), retired, resources)
-    kept = ", ".join(f"{k} {v}" for k, v in sorted(report.totals.kept.items()))
-
-    print(f"sweep of {args.images:,} managed images in {REGION} (moto + motoext, seeded in {seeding:.1f} s)")
-    print(f"  expired: {len(seeded['expired']):,}; in use: {resources['images_in_use']} ({resources})")
-    print(f"  status: {report.status}; retired {retired:,}; kept: {kept}")
-    deleted = report.totals.snapshots_deleted
-    print(f"  snapshots deleted: {deleted:,} (within DeregisterImage); errors: {report.totals.errors}")
-    print(f"  in-use check: {note.get('candidates', 0)} candidates, way taken: {note.get('way')}; floor assumes {way}")
-    print(f"  sweep time (local CPU, not AWS latency): {swept:.1f} s")
-    print()
-    actions = sorted(set(calls) | set(want), key=lambda a: (-calls.get(a, 0), a))
-    width = max(len(a) for a in actions) + 2
-    print(f"  {'action':<{width}}{'calls':>8}{'floor':>8}  note")
-    print(f"  {'-' * (width + 16)}  {'-' * 40}")
-    notes = {
-        "DescribeImages": "ceil(images/1000), filter tag:P:managed=true",
-        "DeregisterImage": "one per retired image, snapshots deleted in the same call",
-        "DeleteSnapshot": "nothing per retired snapshot",
-        "DescribeSnapshots": "reconciliation: orphaned managed snapshots (real EC2: ceil(snapshots/1000))",
-        "EnableImageDeprecation": "reconciliation: managed images without deprecation time",
-        "DescribeLaunchConfigurations": "launch configurations, listed once",
-        "DescribeLaunchTemplates": "counts the templates to pick the cheaper way (reused by the listing)",
-    }
-    for action in actions:
-        print(f"  {action:<{width}}{calls.get(action, 0):>8,}{want.get(action, 0):>8,}  {notes.get(action, '')}")
-    total, floor_total = sum(calls.values()), sum(want.values())
-    print(f"  {'-' * (width + 16)}")
-    print(f"  {'total':<{width}}{total:>8,}{floor_total:>8,}  above the floor: {total - floor_total}")
-    ok = report.status == "complete" and calls.get("DeleteSnapshot", 0) == 0 and total <= floor_total * 1.10 + 2
-    return 0 if ok else 1
+        sec.notes.append(
+            f"moto answers DescribeSnapshots in a single page whatever MaxResults says; real EC2 pages by 1000, "
+            f"so the sweep's orphan-snapshot listing would cost {real_ds} calls instead of {moto_ds}: "
+            "the 'real-EC2 paging' row adds them."
+        )
+    sec.row("API calls, by action", calls_text(m.calls, 10))
+    sec.row("floor, by action", calls_text(floor, 10))
+    sec.row("above the floor", calls_text(m.calls - floor, 10) or "nothing")
+    for p in plans:
+        region_calls = sum(m.calls_by_region.get(p.region, Counter()).values())
+        region_floor = sum(p.floor.values())
+        sec.row(
+            f"  {p.region}",
+            f"{region_calls:,} calls ({p.managed:,} managed, {p.candidates} candidates)",
+            f"<= {fmt_n(region_floor * SLACK)} (floor {region_floor:,} + 10%)",
+            check_max(region_calls, region_floor * SLACK, fmt_n),
+        )
+    gone, left = 0, 0
+    for p, f in zip(plans, fleets, strict=True):
+        g, lft = safety(p, f)
+        gone, left = gone + g, left + lft
+    sec.row(
+        "safety: kept images deregistered",
+        str(gone),
+        "0",
+        MET if gone == 0 else f"MISSED: {gone} images that had to be kept are gone",
+    )
+    sec.row("expected retirements still registered", str(left), "0", MET if left == 0 else "MISSED")
+    sec.row(
+        "time (wall; our CPU; moto CPU)",
+        f"{fmt_s(m.wall)}; {fmt_s(m.client_cpu)}; {fmt_s(m.server_cpu)}",
+        note="local, not AWS latency",
+    )
+    sec.row("moto CPU by action", ", ".join(f"{a} {fmt_s(t)}" for a, t in m.server_by_action.most_common(4)))
+    sec.data.update(
+        {
+            "images": total,
+            "managed": managed,
+            "expired": expired,
+            "expected_retired": expected_retired,
+            "retired": retired,
+            "calls": dict(m.calls),
+            "calls_by_region": {r: dict(c) for r, c in m.calls_by_region.items()},
+            "floor": dict(floor),
+            "floor_total": floor_total,
+            "real_ec2_snapshot_pages": real_ds,
+            "wall_s": m.wall,
+            "client_cpu_s": m.client_cpu,
+            "moto_cpu_s": m.server_cpu,
+            "in_use_check": {r: v.get("notes", {}).get("in_use_check") for r, v in report.get("regions", {}).items()},
+        }
+    )
+    sec.notes.append(NOTE)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import run as bench
+
+    sys.exit(bench.standalone(KEY))

@@ -179,8 +179,10 @@ def _plan_region(work: RegionWork, in_use_way: InUseWay) -> _Region:
         for image in managed:
             if image.state == "available":
                 work.replicate(image, ranks, retry_failed=False)
+    # The images adopted in this run are neither decided nor ranked yet: a family's keep-latest
+    # does not move in the run that first sees its new member (the next sweep ranks it).
     selected = [i for i in managed if i.image_id not in adopted]
-    decisions = work.decide(managed, selected, in_use_way)
+    decisions = work.decide(selected, selected, in_use_way)
     for image in managed:
         if image.image_id in adopted:
             work.spare(image, ADOPTED_THIS_RUN, MISSED)
