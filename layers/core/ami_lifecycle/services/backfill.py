@@ -65,6 +65,7 @@ from ..runtime import Deps
 from ..runtime.budget import Budget, OutOfTime
 from ..runtime.observability import count, logger
 from .executor import Executor
+from .payloads import clip_payload
 from .pipeline import Copies, RegionWork, read_inventory
 
 # Stop when less than this is left of the Lambda's time (the retire step of one region runs after it).
@@ -404,7 +405,7 @@ def handle(event: Any, deps: Deps) -> dict[str, Any]:
     try:
         request = parse_backfill_request(event, settings, deps.known_regions)
     except BadRequest as e:
-        logger.error("backfill payload refused", error=str(e), payload=_clip(event))
+        logger.error("backfill payload refused", error=str(e), payload=clip_payload(event))
         count("BackfillRefused")
         return refused(str(e))
     budget = Budget(deps.budget.remaining_ms, max(deps.budget.margin_ms, SAFETY_MARGIN_MS))
@@ -448,8 +449,3 @@ def emit_metrics(report: Report) -> None:
     count("ImagesRetired", totals.retired)
     count("SnapshotsDeleted", totals.snapshots_deleted)
     count("BackfillErrors", totals.errors)
-
-
-def _clip(event: Any) -> Any:
-    text = repr(event)
-    return event if len(text) <= 2000 else text[:2000] + "…"

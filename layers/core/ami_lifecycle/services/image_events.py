@@ -21,6 +21,7 @@ from ..domain.replication import plan_copies
 from ..runtime import Deps
 from ..runtime.observability import count, logger
 from .executor import Executor
+from .payloads import clip_payload
 from .tagging import tag_image_by_id
 
 
@@ -58,7 +59,7 @@ def handle_event(event: Any, deps: Deps) -> EventOutcome:
     try:
         change = parse_ami_event(event)
     except BadEvent as e:
-        logger.warning("event refused", reason=str(e), event=_clip_event(event))
+        logger.warning("event refused", reason=str(e), event=clip_payload(event))
         count("EventsRefused")
         return EventOutcome(Status.REFUSED, str(e))
     if account_id and change.account != account_id:
@@ -137,8 +138,3 @@ def _on_failed(change: AmiStateChange, deps: Deps) -> EventOutcome:
     return EventOutcome(
         Status.RECORDED, note or f"image failed: {change.error_message}", change.image_id, change.region
     )
-
-
-def _clip_event(event: Any) -> Any:
-    text = repr(event)
-    return event if len(text) <= 2000 else text[:2000] + "…"

@@ -46,6 +46,7 @@ from ..runtime.budget import OutOfTime
 from ..runtime.observability import MetricUnit, count, logger, metrics
 from .evidence import InUseWay
 from .executor import Executor
+from .payloads import clip_payload
 from .pipeline import ADOPTED_THIS_RUN, BLAST_RADIUS, Copies, RegionWork, read_inventory
 
 # Per-image entries returned in the report, over all regions (the Lambda response is at most 6 MB).
@@ -270,7 +271,7 @@ def handle(event: Any, deps: Deps) -> dict[str, Any]:
     try:
         request = parse_sweep_request(event, settings, deps.known_regions)
     except BadRequest as e:
-        logger.error("sweep payload refused", error=str(e), payload=_clip(event))
+        logger.error("sweep payload refused", error=str(e), payload=clip_payload(event))
         count("SweepRefused")
         return {"status": "refused", "error": str(e)}
     dry_run = settings.dry_run if request.dry_run is None else request.dry_run
@@ -314,8 +315,3 @@ def emit_metrics(report: Report) -> None:
     for reason, n in sorted(totals.kept.items()):
         with single_metric(name="ImagesKept", unit=MetricUnit.Count, value=n) as metric:
             metric.add_dimension(name="Reason", value=reason)
-
-
-def _clip(event: Any) -> Any:
-    text = repr(event)
-    return event if len(text) <= 2000 else text[:2000] + "…"
