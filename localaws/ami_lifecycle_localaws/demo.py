@@ -32,6 +32,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+# The CLI's leaf rendering module (never its `main`, which imports this module for `demo`).
+from ami_lifecycle_cli.render import (
+    age,
+    copies_requested,
+    deprecation_at,
+    happened,
+    quiet_functions,
+    snapshot_gib_freed,
+    table,
+    tags_written,
+)
+
 from .server import ACCOUNT_ID, EmbeddedAws
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,7 +290,7 @@ def run_flow(story: Story, progress: Any, now: datetime) -> Fleet:
         would_request_copies=t["copies_requested"],
         would_retire=t["retired"],
         would_delete_snapshots=t["snapshots_deleted"],
-        snapshot_gib_freed=_gib(plan),
+        snapshot_gib_freed=snapshot_gib_freed(plan),
         kept=t["kept"],
         errors=t["errors"],
     )
@@ -288,7 +300,7 @@ def run_flow(story: Story, progress: Any, now: datetime) -> Fleet:
     applied = stack.invoke("BackfillFunction", apply_event)
     for region, r in applied["regions"].items():
         for e in r["images"]:
-            if any(str(a).startswith("tagged") for a in e.get("actions", [])):
+            if happened(e.get("outcomes"), "tag", "untag"):
                 story.tagged.setdefault(region, []).append(_tag_row(e, fleet, "backfill"))
     copies = _drain_copies(stack, session, story, fleet, announced, now)
     ta = applied["totals"]
@@ -333,13 +345,15 @@ def _record_event(story: Story, fleet: Fleet, function: str, result: Any, by: st
     tagging = result.get("tagging") or {}
     if result.get("status") != "tagged":
         return 0
+    outcomes = tagging.get("outcomes") or []
+    written = tags_written(outcomes)
     row = {
         "image_id": result.get("image_id"),
         "name": fleet.names.get(str(result.get("image_id")), ""),
         "by": by,
-        "tags_added": len(tagging.get("tags_written") or {}),
-        "expires_at": (tagging.get("tags_written") or {}).get(f"{P}:expires-at", ""),
-        "deprecation": tagging.get("deprecate_at") or "",
+        "tags_added": len(written),
+        "expires_at": written.get(f"{P}:expires-at", ""),
+        "deprecation": deprecation_at(outcomes),
         "copies_requested": ",".join(result.get("copies_requested", [])),
         "decision": tagging.get("decision", ""),
     }
@@ -348,19 +362,17 @@ def _record_event(story: Story, fleet: Fleet, function: str, result: Any, by: st
 
 
 def _tag_row(entry: Mapping[str, Any], fleet: Fleet, by: str) -> dict[str, Any]:
-    actions = [str(a) for a in entry.get("actions", [])]
-    tag_line = next((a for a in actions if a.startswith("tagged")), "")
-    written = dict(
-        part.strip().split("=", 1) for part in tag_line.split(":", 1)[-1].split(" (+")[0].split(",") if "=" in part
-    )
+    """A backfill's image entry, from its outcomes (the data, not the `actions` text)."""
+    outcomes = entry.get("outcomes") or []
+    written = tags_written(outcomes)
     return {
         "image_id": entry["image_id"],
         "name": entry.get("name") or fleet.names.get(entry["image_id"], ""),
         "by": by,
         "tags_added": len(written),
         "expires_at": written.get(f"{P}:expires-at", ""),
-        "deprecation": next((a.rsplit(" ", 1)[-1] for a in actions if "deprecation" in a), ""),
-        "copies_requested": ",".join(a.rsplit(" ", 1)[-1] for a in actions if "a copy to" in a),
+        "deprecation": deprecation_at(outcomes),
+        "copies_requested": ",".join(copies_requested(outcomes)),
         "decision": f"adopted; {P}:error set" if entry.get("errors") else "adopted",
     }
 
@@ -453,22 +465,10 @@ def _retire_set(report: Mapping[str, Any], outcome: str | None = None) -> set[st
     }
 
 
-def _gib(report: Mapping[str, Any]) -> int:
-    return sum(int((r.get("notes") or {}).get("snapshot_gib_freed", 0)) for r in report.get("regions", {}).values())
-
-
 # ---------------------------------------------------------------- output
 
 
 def render(story: Story, now: datetime) -> str:
-    from ami_lifecycle.cli import table
-
-    def age(created: str) -> str:
-        if not created:
-            return ""
-        seconds = max(0.0, (now - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds())
-        return f"{int(seconds // 86400)}d" if seconds >= 86400 else f"{int(seconds // 3600)}h"
-
     out = [
         f"ami-lifecycle demo: template.yaml's functions on an embedded local AWS (moto at {story.endpoint})",
         "parameters: " + ", ".join(f"{k}={v}" for k, v in PARAMETERS.items()),
@@ -498,13 +498,13 @@ def render(story: Story, now: datetime) -> str:
                 "Retired",
                 story.retired.get(region, []),
                 ["IMAGE", "NAME", "AGE", "REASON", "SNAPSHOTS"],
-                lambda r: [r["image_id"], r["name"], age(r["created"]), r["detail"], r["snapshots"]],
+                lambda r: [r["image_id"], r["name"], age(r["created"], now), r["detail"], r["snapshots"]],
             ),
             (
                 "Kept",
                 story.kept.get(region, []),
                 ["IMAGE", "NAME", "AGE", "REASON", "WHY"],
-                lambda r: [r["image_id"], r["name"], age(r["created"]), r["reason"], r["detail"]],
+                lambda r: [r["image_id"], r["name"], age(r["created"], now), r["reason"], r["detail"]],
             ),
         )
         for title, rows, headers, cells in sections:
@@ -515,7 +515,7 @@ def render(story: Story, now: datetime) -> str:
     planned, swept = story.plan.get("totals", {}), story.sweep.get("totals", {})
     out.append(
         f"Plan (dry run): would retire {planned.get('retired', 0)} images, "
-        f"{planned.get('snapshots_deleted', 0)} snapshots ({_gib(story.plan)} GiB)."
+        f"{planned.get('snapshots_deleted', 0)} snapshots ({snapshot_gib_freed(story.plan)} GiB)."
     )
     out.append(
         f"Sweep (for real): retired {swept.get('retired', 0)} images, deleted {swept.get('snapshots_deleted', 0)} "
@@ -560,8 +560,6 @@ def main(
     stderr: IO[str] | None = None,
 ) -> int:
     """Run the demo. Returns the exit code: 0 when the flow ran and the sweep matched the plan."""
-    from ami_lifecycle.cli import quiet_functions
-
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
 

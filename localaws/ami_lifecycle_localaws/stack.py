@@ -54,8 +54,10 @@ def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
             value = value.split(".", 1)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
-    else:
+    elif isinstance(node, yaml.MappingNode):
         value = loader.construct_mapping(node, deep=True)
+    else:  # pragma: no cover - YAML has no other node kind
+        raise TypeError(f"unexpected YAML node {node!r}")
     return {name: value}
 
 
@@ -173,7 +175,7 @@ class LocalStack:
         ordered = sorted(queues, key=lambda lid: "RedrivePolicy" in queues[lid].get("Properties", {}))
         for lid in ordered:
             props = queues[lid].get("Properties", {})
-            attrs: dict[str, str] = {}
+            attrs: dict[Any, str] = {}  # QueueAttributeName keys
             if "VisibilityTimeout" in props:
                 attrs["VisibilityTimeout"] = str(props["VisibilityTimeout"])
             if "RedrivePolicy" in props:

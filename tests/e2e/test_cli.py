@@ -16,8 +16,9 @@ from typing import Any
 
 import boto3
 import pytest
-from ami_lifecycle.cli import main
 from ami_lifecycle.domain.tags import format_instant
+from ami_lifecycle_cli.main import main
+from ami_lifecycle_cli.render import actions_summary, render_report
 from ami_lifecycle_localaws.fleet import create_image
 from ami_lifecycle_localaws.server import EmbeddedAws
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.e2e
 P = "ami-lifecycle"
 EAST, WEST = "us-east-1", "us-west-2"
 _SCRIPT = Path(sys.executable).with_name("ami-lifecycle")
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ami_lifecycle.cli"]
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ami_lifecycle_cli"]
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,87 @@ def test_bad_arguments_exit_2_with_a_clear_message_before_any_aws_call(local: Em
         assert main(args, stdout=stdout, stderr=stderr) == 2, stderr.getvalue()
         assert message in stderr.getvalue() and stdout.getvalue() == ""
     assert not motoext.calls()
+
+
+# ---------------------------------------------------------------- the package and its rendering
+
+
+def test_the_cli_lives_outside_the_layer_and_imports_no_cycle() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert not (root / "layers" / "core" / "ami_lifecycle" / "cli.py").exists()
+    assert (root / "cli" / "ami_lifecycle_cli" / "main.py").exists()
+    # Each in a fresh interpreter: the CLI's main loads the local AWS only for `demo`, and the demo
+    # loads only the CLI's leaf `render`.
+    check = """if True:
+        import sys
+        import ami_lifecycle_cli.main
+        assert not [m for m in sys.modules if m.startswith("ami_lifecycle_localaws")], "main loads the demo"
+        """
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    check = """if True:
+        import sys
+        import ami_lifecycle_localaws.demo
+        assert "ami_lifecycle_cli.render" in sys.modules and "ami_lifecycle_cli.main" not in sys.modules
+        """
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    module = subprocess.run(
+        [sys.executable, "-m", "ami_lifecycle_cli", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert module.returncode == 0 and "usage: ami-lifecycle" in module.stdout, module.stderr
+
+
+def test_the_report_is_rendered_from_its_outcomes_not_from_its_text() -> None:
+    entry = {
+        "image_id": "ami-0123456789abcdef0",
+        "name": "web-1",
+        "created": "2026-01-01T00:00:00Z",
+        "decision": "keep",
+        "reason": "not-expired",
+        "outcome": "kept",
+        "outcomes": [
+            {"kind": "tag", "status": "planned", "tags": {f"{P}:managed": "true", f"{P}:family": "web"}},
+            {
+                "kind": "tag",
+                "status": "planned",
+                "tags": {f"{P}:managed": "true", f"{P}:retention": "90d"},
+                "snapshots": 2,
+            },
+            {"kind": "deprecate", "status": "planned", "at": "2026-04-01T00:00:00Z"},
+            {
+                "kind": "request-copy",
+                "status": "failed",
+                "target_region": "eu-west-1",
+                "error": "Throttling: slow down",
+            },
+            {"kind": "request-copy", "status": "planned", "target_region": "us-west-2"},
+        ],
+        # One line per outcome that happened (text no one reads back), and a note shown as it is.
+        "actions": [
+            "line one",
+            "line two",
+            "line three",
+            "copy in eu-central-1 exists: ami-0fedcba9876543210",
+            "line four",
+        ],
+        "notes": ["copy in eu-central-1 exists: ami-0fedcba9876543210"],
+        "errors": ["replicate: Throttling: slow down"],
+    }
+    summary = actions_summary(entry)
+    assert summary == (
+        "tag +3, deprecate, copy→eu-west-1 failed, copy→us-west-2, copy in eu-central-1 exists: ami-0fedcba9876543210"
+    )
+    assert "line" not in summary
+    report = {
+        "dry_run": True,
+        "regions": {"us-east-1": {"status": "complete", "images": [entry]}},
+        "totals": {"considered": 1, "tagged": 1, "copies_requested": 1, "kept": {"not-expired": 1}, "errors": 1},
+    }
+    text = render_report(report, datetime(2026, 1, 11, tzinfo=UTC), "Backfill plan")
+    assert "ami-0123456789abcdef0  web-1  10d" in text and "tag +3, deprecate, copy→eu-west-1 failed" in text
+    assert "ERROR: replicate: Throttling: slow down" in text
+    assert "would tag 1; would request 1 copies; 1 errors" in text
 
 
 # ---------------------------------------------------------------- credentials and endpoint

@@ -68,6 +68,9 @@ class ImageEntry:
     # The same, as data (actions.Outcome.to_dict: kind, status, tags, target_region, ...): what the
     # CLI and the demo render.
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    # What was found rather than done ("copy in us-west-2 exists: ami-…", "not copied: expired at …"),
+    # also among `actions`: shown as it is.
+    notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

@@ -164,6 +164,11 @@ class RegionWork:
             elif kind is Kind.REQUEST_COPY:
                 totals.copies_requested += 1
 
+    def note(self, entry: ImageEntry, text: str) -> None:
+        """Something found rather than done: in the entry's actions (for humans) and notes (as data)."""
+        entry.actions.append(text)
+        entry.notes.append(text)
+
     # ------------------------------------------------------------ stage: adopt and tag
 
     def adopt(self, image: Image) -> Tagging:
@@ -204,7 +209,7 @@ class RegionWork:
         if expiry.at is not None and expiry.at <= self.now:
             d = decide(image, ranks.get(image.image_id), checked_unused(), settings, self.now, self.deps.account_id)
             if not {Reason.KEEP_LATEST, Reason.HOLD} & {b.reason for b in d.blockers}:
-                entry.actions.append(f"not copied: expired at {format_instant(expiry.at)}")
+                self.note(entry, f"not copied: expired at {format_instant(expiry.at)}")
                 return []
         lifecycle = {k: v for k, v in image.tags.items() if keys.is_lifecycle_key(k)}
         plan = plan_copies(image, settings, lifecycle, self.deps.known_regions)
@@ -217,7 +222,7 @@ class RegionWork:
         for request in plan.requests:
             target = request.target_region
             if not retry_failed and recorded.get(target) == "failed":
-                entry.actions.append(f"copy to {target} failed earlier (see {keys.error}): a backfill retries it")
+                self.note(entry, f"copy to {target} failed earlier (see {keys.error}): a backfill retries it")
                 continue
             assert self.copies is not None
             try:
@@ -228,7 +233,7 @@ class RegionWork:
                 continue
             if copy is not None:
                 state = "" if copy.state == "available" else f" ({copy.state})"
-                entry.actions.append(f"copy in {target} exists: {copy.image_id}{state}")
+                self.note(entry, f"copy in {target} exists: {copy.image_id}{state}")
                 continue
             wanted.append(request)
         if not wanted:

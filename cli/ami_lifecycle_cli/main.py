@@ -8,20 +8,24 @@
 It uses the caller's normal AWS credentials (`--profile`, the environment, ~/.aws) and honours
 AWS_ENDPOINT_URL. Settings are the template parameters, read from the same environment variables
 as the Lambdas (TAG_PREFIX, DEFAULT_RETENTION, ...) and overridable with options.
+
+Outside the Lambda layer: this package imports the layer (`ami_lifecycle`), never the reverse. The
+report is rendered from its data by the leaf module `render` (which the demo uses too); the local
+AWS (`ami_lifecycle_localaws.demo`) is imported only by the `demo` command.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
+
+from .render import quiet_functions, render_report
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -201,145 +205,14 @@ class Output:
         print(text, file=self.stdout, flush=True)
 
 
-def table(rows: Sequence[Sequence[str]], headers: Sequence[str], max_width: int = 70) -> str:
-    """A plain-text table; cells longer than `max_width` are cut with an ellipsis."""
-
-    def cut(cell: str) -> str:
-        cell = " ".join(str(cell).split())
-        return cell if len(cell) <= max_width else cell[: max_width - 1] + "…"
-
-    body = [[cut(c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in body]
-    return "\n".join(lines)
-
-
-def _actions_summary(entry: dict[str, Any]) -> str:
-    parts = []
-    for action in entry.get("actions") or []:
-        text = str(action)
-        if text.startswith(("would tag", "tagged")):
-            body = text.split(":", 1)[1] if ":" in text else ""
-            n = len([p for p in body.split(",") if "=" in p or p.strip().startswith("-")])
-            parts.append(f"tag +{n}" if n else "tag snapshots")
-        elif "a copy to " in text:
-            parts.append("copy→" + text.rsplit(" ", 1)[-1])
-        elif text.startswith("copy in "):
-            parts.append(f"copy in {text.split()[2]} exists")
-        elif "deprecation" in text:
-            parts.append("deprecate")
-        elif text.startswith("not copied"):
-            parts.append("not copied (expired)")
-    return ", ".join(parts)
-
-
-def _age(created: str | None, now: datetime) -> str:
-    if not created:
-        return ""
-    try:
-        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
-        return ""
-    days = (now - when).days
-    return f"{days}d" if days >= 1 else f"{int((now - when).total_seconds() // 3600)}h"
-
-
-def render_report(report: dict[str, Any], now: datetime, title: str) -> str:
-    """The human-readable report: a table per region and the totals."""
-    lines = [title, ""]
-    for region, r in report.get("regions", {}).items():
-        images = r.get("images", [])
-        status = "" if r.get("status", "complete") == "complete" else f" [{r.get('status')}: {r.get('error', '')}]"
-        lines.append(f"{region}: {len(images)} image{'s' if len(images) != 1 else ''}{status}")
-        if images:
-            rows = []
-            for e in images:
-                detail = e.get("detail", "")
-                if e.get("errors"):
-                    detail = "ERROR: " + "; ".join(e["errors"])
-                rows.append(
-                    [
-                        e["image_id"],
-                        e.get("name", ""),
-                        _age(e.get("created"), now),
-                        e.get("outcome") or e.get("decision", ""),
-                        e.get("reason", ""),
-                        _actions_summary(e),
-                        detail,
-                    ]
-                )
-            block = table(rows, ["IMAGE", "NAME", "AGE", "OUTCOME", "REASON", "ACTIONS", "DETAIL"], 60)
-            lines += ["  " + line for line in block.splitlines()]
-        for s in r.get("snapshots", []):
-            lines.append(f"  snapshot {s.get('snapshot_id')}: {s.get('outcome')} {s.get('error', '')}".rstrip())
-        lines.append("")
-    lines.append(render_totals(report))
-    return "\n".join(lines)
-
-
-def render_totals(report: dict[str, Any]) -> str:
-    t = report.get("totals", {})
-    dry = report.get("dry_run", False)
-    gib = sum(int((r.get("notes") or {}).get("snapshot_gib_freed", 0)) for r in report.get("regions", {}).values())
-    kept = t.get("kept", {})
-    kept_text = ", ".join(f"{reason} {n}" for reason, n in sorted(kept.items(), key=lambda kv: -kv[1]))
-    retired = t.get("retired", 0)
-    parts = [
-        f"{t.get('considered', 0)} images considered",
-        f"{'would retire' if dry else 'retired'} {retired}"
-        + (f" ({t.get('snapshots_deleted', 0)} snapshots, {gib} GiB {'would be ' if dry else ''}freed)"),
-        f"kept {sum(kept.values())}" + (f" ({kept_text})" if kept_text else ""),
-    ]
-    if t.get("tagged"):
-        parts.append(f"{'would tag' if dry else 'tagged'} {t['tagged']}")
-    if t.get("copies_requested"):
-        parts.append(f"{'would request' if dry else 'requested'} {t['copies_requested']} copies")
-    if t.get("deprecations_set"):
-        parts.append(f"{'would set' if dry else 'set'} {t['deprecations_set']} deprecation times")
-    parts.append(f"{t.get('errors', 0)} errors")
-    text = "Totals: " + "; ".join(parts)
-    if report.get("image_ids_not_found"):
-        text += "\nNot found in any region: " + ", ".join(report["image_ids_not_found"])
-    if dry:
-        text += "\n(dry run: nothing was changed)"
-    return text
-
-
 # ---------------------------------------------------------------- AWS and settings
 
 
-@contextlib.contextmanager
-def quiet_functions(verbose: bool, stream: IO[str]) -> Iterator[None]:
-    """Keep the functions' JSON logs and metrics (Powertools prints them on stdout) off stdout: logs go to
-    `stream` at INFO with --verbose, else only errors are kept out entirely."""
-    from .runtime.observability import logger, metrics
-
-    handler = logger.registered_handler
-    old_stream = getattr(handler, "stream", None)
-    old_level = logger.log_level
-    sink = stream if verbose else open(os.devnull, "w")  # noqa: SIM115 - closed below
-    if isinstance(handler, logging.StreamHandler):
-        handler.setStream(sink)
-    logger.setLevel("INFO" if verbose else "CRITICAL")
-    try:
-        with contextlib.redirect_stdout(sink):
-            yield
-    finally:
-        metrics.clear_metrics()
-        if isinstance(handler, logging.StreamHandler) and old_stream is not None:
-            handler.setStream(old_stream)
-        logger.setLevel(old_level)
-        if sink is not stream:
-            sink.close()
-
-
 def _settings(args: argparse.Namespace, session_region: str | None) -> Any:
-    from .aws.regions import known_regions
-    from .domain.settings import ConfigError
-    from .domain.tags import is_region_name
-    from .runtime import load_settings
+    from ami_lifecycle.aws.regions import known_regions
+    from ami_lifecycle.domain.settings import ConfigError
+    from ami_lifecycle.domain.tags import is_region_name
+    from ami_lifecycle.runtime import load_settings
 
     regions = _regions_arg(args.region)
     for region in regions:
@@ -447,8 +320,8 @@ def confirm(out: Output, question: str, stdin: IO[str]) -> None:
 
 def backfill_request(args: argparse.Namespace, settings: Any, dry_run: bool) -> Any:
     """The options as a BackfillFunction payload, validated as the function validates it (exit 2 if bad)."""
-    from .aws.regions import known_regions
-    from .domain.requests import BadRequest, parse_backfill_request
+    from ami_lifecycle.aws.regions import known_regions
+    from ami_lifecycle.domain.requests import BadRequest, parse_backfill_request
 
     payload: dict[str, Any] = {"actions": [a.strip() for a in args.actions.split(",") if a.strip()], "dry_run": dry_run}
     if args.image_ids:
@@ -463,8 +336,8 @@ def backfill_request(args: argparse.Namespace, settings: Any, dry_run: bool) -> 
 def _run_backfill(
     args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, dry_run: bool
 ) -> dict[str, Any]:
-    from .runtime import Deps
-    from .services.backfill import Backfill
+    from ami_lifecycle.runtime import Deps
+    from ami_lifecycle.services.backfill import Backfill
 
     request = backfill_request(args, settings, dry_run)
     backfill = Backfill(Deps.create(settings, aws, None, account_id), progress=out.progress)
@@ -482,9 +355,9 @@ def _non_negative(value: str) -> int:
 def _run_sweep(
     args: argparse.Namespace, out: Output, settings: Any, aws: Any, account_id: str, dry_run: bool
 ) -> dict[str, Any]:
-    from .domain.report import Report
-    from .runtime import Deps
-    from .services.sweep import sweep
+    from ami_lifecycle.domain.report import Report
+    from ami_lifecycle.runtime import Deps
+    from ami_lifecycle.services.sweep import sweep
 
     regions = list(settings.sweep_regions)
     out.progress(f"{', '.join(regions)}: retention sweep ({'dry run' if dry_run else 'for real'})")
@@ -520,6 +393,8 @@ def _add_snapshot_sizes(report: dict[str, Any], aws: Any) -> None:
             for s in e.get("snapshots", [])
             if s.get("ReturnCode") == "would-delete"
         ]
+        # Orphaned snapshots (services/orphans.py) carry their outcome as text only ("would delete
+        # (orphaned)", "kept: ..."): no structured field says that one would be deleted.
         ids += [s["snapshot_id"] for s in r.get("snapshots", []) if str(s.get("outcome", "")).startswith("would")]
         gib = 0
         client = aws.ec2(region)
@@ -598,8 +473,9 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
     try:
         import moto  # noqa: F401
 
-        # Imported by name: the local AWS package is an optional extra, never part of the layer.
-        demo = importlib.import_module("ami_lifecycle_localaws.demo")
+        # Imported here, for this command only: the local AWS (moto) is an optional extra, and it
+        # imports the CLI's leaf `render` module, never this one (no import cycle).
+        from ami_lifecycle_localaws import demo
     except ImportError as e:
         raise CliError(
             f"the demo needs the embedded local AWS (moto), which is not installed ({e.name or e}).\n"
@@ -649,7 +525,7 @@ def main(
 
 
 def _run(args: argparse.Namespace, out: Output, stdin: IO[str]) -> int:
-    from .aws.clients import Aws
+    from ami_lifecycle.aws.clients import Aws
 
     session = _session(args)
     settings = _settings(args, session.region_name)
