@@ -73,7 +73,8 @@ def actions_summary(entry: Mapping[str, Any]) -> str:
     parts: list[str] = []
     tags = tags_written(outcomes)  # on the image or its snapshots (how many snapshots: in --json)
     if tags:
-        parts.append(f"tag +{len(tags)}")
+        on_image = any(o.get("on_image") for o in happened(outcomes, "tag"))
+        parts.append(f"tag +{len(tags)}" if on_image else "tag snapshots")
     removed = {k for o in happened(outcomes, "untag") for k in o.get("removed") or ()}
     if removed:
         parts.append(f"untag -{len(removed)}")

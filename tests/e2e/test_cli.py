@@ -175,7 +175,12 @@ def test_the_report_is_rendered_from_its_outcomes_not_from_its_text() -> None:
         "reason": "not-expired",
         "outcome": "kept",
         "outcomes": [
-            {"kind": "tag", "status": "planned", "tags": {f"{P}:managed": "true", f"{P}:family": "web"}},
+            {
+                "kind": "tag",
+                "status": "planned",
+                "on_image": True,
+                "tags": {f"{P}:managed": "true", f"{P}:family": "web"},
+            },
             {
                 "kind": "tag",
                 "status": "planned",

@@ -118,8 +118,10 @@ class Outcome:
             data["tags"] = dict(a.tags)
         if a.keys:
             data["removed"] = list(a.keys)
-        if a.kind in (Kind.TAG, Kind.UNTAG) and a.snapshots:
-            data["snapshots"] = a.snapshots
+        if a.kind in (Kind.TAG, Kind.UNTAG):
+            data["on_image"] = a.image_id in a.resources
+            if a.snapshots:
+                data["snapshots"] = a.snapshots
         if a.at is not None:
             data["at"] = format_instant(a.at)
         if a.copy is not None:
