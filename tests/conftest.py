@@ -1,16 +1,24 @@
 """Shared fixtures: fake credentials (a test can never reach a real account), the embedded local
-AWS (moto plus ami_lifecycle_localaws.motoext), settings, a Lambda context and the sample events."""
+AWS (moto plus ami_lifecycle_localaws.motoext) and the clients that reach it, settings, a Lambda
+context, the sample events, and the builders the suites share: an `available` event, an image
+registered on another image's snapshot."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import boto3
+    from ami_lifecycle.aws.clients import Aws
+    from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -49,6 +57,28 @@ def event() -> Callable[[str], dict[str, Any]]:
     return load_event
 
 
+@pytest.fixture(scope="session")
+def available_event() -> Callable[..., dict[str, Any]]:
+    """`available_event(image_id, region=HOME, account=ACCOUNT_ID, sample="ami_available.json", **detail)`:
+    the `EC2 AMI State Change` event EventBridge delivers for an image (the sample events/ami_available.json,
+    or `sample`), its detail updated with `detail` (State="failed", ErrorMessage=...)."""
+
+    def build(
+        image_id: str,
+        region: str = HOME,
+        *,
+        account: str = ACCOUNT_ID,
+        sample: str = "ami_available.json",
+        **detail: Any,
+    ) -> dict[str, Any]:
+        e = load_event(sample)  # a fresh copy: each event may be mutated
+        e.update(account=account, region=region, resources=[f"arn:aws:ec2:{region}::image/{image_id}"])
+        e["detail"].update(ImageId=image_id, **detail)
+        return e
+
+    return build
+
+
 @dataclass
 class FakeLambdaContext:
     function_name: str = "ami-lifecycle-test"
@@ -67,8 +97,92 @@ def lambda_context() -> FakeLambdaContext:
 
 
 @pytest.fixture
-def moto_aws() -> Iterator[None]:
-    """moto in-process, with our documented extension of it."""
+def now() -> datetime:
+    """The real clock: moto checks deprecation times against it."""
+    return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------ the embedded local AWS
+
+
+class LocalAws:
+    """The embedded AWS as the tests reach it. Every client comes from one boto3 session, so botocore
+    parses each service model (EC2's is large) once per test process; a client acts in moto's default
+    account, or in any other through sts:AssumeRole (moto: an assumed role's credentials act in the
+    role's account). Starts nothing: `moto_aws` (or a suite's own mock) is the AWS it reaches."""
+
+    def __init__(self, session: boto3.Session) -> None:
+        self.session = session
+        self._aws: Aws | None = None
+        self._clients: dict[tuple[str, str, str], Any] = {}
+
+    def aws(self, config: Config | None = None) -> Aws:
+        """The product's client factory on this session. Without `config`, one for the whole run, with
+        the production retry configuration (its clients are cached); with `config`, a new one."""
+        from ami_lifecycle.aws.clients import Aws
+
+        if config is not None:
+            return Aws(self.session, config)
+        if self._aws is None:
+            self._aws = Aws(self.session)
+        return self._aws
+
+    def client(
+        self,
+        service: str,
+        region: str = HOME,
+        *,
+        account: str = ACCOUNT_ID,
+        endpoint_url: str | None = None,
+        **config: Any,
+    ) -> Any:
+        """A client as a test makes one: botocore's default configuration (or `Config(**config)`), acting
+        in `account`, reaching `endpoint_url` (a moto server) when given. Clients of the default account
+        and endpoint are cached; another account's credentials, like a server, end with the test."""
+        from botocore.config import Config
+
+        key = (service, region, repr(sorted(config.items())))
+        cached = account == ACCOUNT_ID and endpoint_url is None
+        if cached and key in self._clients:
+            return self._clients[key]
+        credentials: dict[str, str] = {}
+        if account != ACCOUNT_ID:
+            sts = self.client("sts", region, endpoint_url=endpoint_url)
+            role = f"arn:aws:iam::{account}:role/tester"
+            creds = sts.assume_role(RoleArn=role, RoleSessionName="tests")["Credentials"]
+            credentials = {
+                "aws_access_key_id": creds["AccessKeyId"],
+                "aws_secret_access_key": creds["SecretAccessKey"],
+                "aws_session_token": creds["SessionToken"],
+            }
+        factory: Any = self.session.client  # boto3-stubs' overloads want a literal service name
+        client = factory(
+            service,
+            region_name=region,
+            endpoint_url=endpoint_url,
+            config=Config(**config) if config else None,
+            **credentials,
+        )
+        if cached:
+            self._clients[key] = client
+        return client
+
+    def ec2(self, region: str = HOME, **kwargs: Any) -> Any:
+        return self.client("ec2", region, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> LocalAws:
+    """The clients of the embedded AWS, on the run's one boto3 session."""
+    import boto3
+    import moto.core.models  # noqa: F401  first: a session made before moto is imported escapes its mock
+
+    return LocalAws(boto3.Session(region_name=HOME))
+
+
+@pytest.fixture
+def moto_aws(local_aws: LocalAws) -> Iterator[LocalAws]:
+    """moto in-process, with our documented extension of it, fresh for the test; the clients reach it."""
     from ami_lifecycle_localaws import motoext
     from moto import mock_aws
 
@@ -76,8 +190,45 @@ def moto_aws() -> Iterator[None]:
     motoext.clear_faults()
     with mock_aws():
         motoext.reset_calls()
-        yield
+        yield local_aws
     motoext.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def ec2_backend() -> Callable[..., Any]:
+    """`ec2_backend(region=HOME, account=ACCOUNT_ID)`: moto's EC2 backend, for what its API cannot do."""
+
+    def backend(region: str = HOME, account: str = ACCOUNT_ID) -> Any:
+        from moto.ec2.models import ec2_backends
+
+        return ec2_backends[account][region]
+
+    return backend
+
+
+@pytest.fixture(scope="session")
+def register_on_snapshot() -> Callable[..., str]:
+    """`register_on_snapshot(ec2, name, snapshot_id, tags=None, created=None)`: an image registered on an
+    existing snapshot (another image's: one snapshot, two images), tagged and backdated when told."""
+    from ami_lifecycle_localaws.fleet import backdate
+
+    def register(
+        ec2: Any, name: str, snapshot_id: str, tags: Mapping[str, str] | None = None, *, created: datetime | None = None
+    ) -> str:
+        image_id = str(
+            ec2.register_image(
+                Name=name,
+                RootDeviceName="/dev/xvda",
+                BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot_id}}],
+            )["ImageId"]
+        )
+        if tags:
+            ec2.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        if created is not None:
+            backdate(ec2.meta.region_name, image_id, created)
+        return image_id
+
+    return register
 
 
 @pytest.fixture(autouse=True)

@@ -4,16 +4,19 @@ patterns, queues and schedules are read from the template, never copied into the
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 from ami_lifecycle.runtime import load_settings
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 from ami_lifecycle_localaws.stack import LocalStack, functions, load_template
 
+from tests.conftest import LocalAws
+
 P = "ami-lifecycle"
 pytestmark = pytest.mark.e2e
+Event = Callable[..., dict[str, Any]]  # the `available_event` fixture (tests/conftest.py)
 
 
 @pytest.fixture
@@ -69,12 +72,12 @@ def test_the_rule_pattern_matches_ami_events_and_nothing_else(stack: LocalStack,
     assert stack.rule_targets(other) == []
 
 
-def test_a_new_image_is_tagged_through_the_templates_wiring(stack: LocalStack, event: Any) -> None:
-    ec2 = boto3.client("ec2", region_name="us-east-1")
+def test_a_new_image_is_tagged_through_the_templates_wiring(
+    stack: LocalStack, moto_aws: LocalAws, available_event: Event
+) -> None:
+    ec2 = moto_aws.ec2("us-east-1")
     image_id = create_image(ec2, "web-2026-11-25-10")
-    e = copy.deepcopy(event("ami_available.json"))
-    e["detail"]["ImageId"] = image_id
-    delivered = stack.put_event(e)
+    delivered = stack.put_event(available_event(image_id))
     assert [d.function for d in delivered] == ["ImageEventsFunction"]
     assert delivered[0].result["status"] == "tagged"
     tags = tags_of(ec2, image_id)
@@ -82,13 +85,11 @@ def test_a_new_image_is_tagged_through_the_templates_wiring(stack: LocalStack, e
     assert tags_of(ec2, snapshot_ids(ec2, image_id)[0])[f"{P}:managed"] == "true"
 
 
-def test_template_parameters_change_behaviour(moto_aws: None, event: Any) -> None:
+def test_template_parameters_change_behaviour(moto_aws: LocalAws, available_event: Event) -> None:
     stack = LocalStack(region="us-east-1", parameters={"TagPrefix": "acme", "DefaultRetention": "7d"})
-    ec2 = boto3.client("ec2", region_name="us-east-1")
+    ec2 = moto_aws.ec2("us-east-1")
     image_id = create_image(ec2, "api-v2.0.1")
-    e = copy.deepcopy(event("ami_available.json"))
-    e["detail"]["ImageId"] = image_id
-    stack.put_event(e)
+    stack.put_event(available_event(image_id))
     tags = tags_of(ec2, image_id)
     assert tags["acme:retention"] == "7d" and tags["acme:family"] == "api" and not any(k.startswith(P) for k in tags)
 
@@ -100,13 +101,12 @@ def test_unknown_or_invalid_parameters_are_refused(moto_aws: None) -> None:
         LocalStack(parameters={"DryRun": "perhaps"})
 
 
-def test_a_new_image_appears_tagged_in_every_replica_region(moto_aws: None, event: Any) -> None:
+def test_a_new_image_appears_tagged_in_every_replica_region(moto_aws: LocalAws, available_event: Event) -> None:
     # Given a stack copying to two regions
     stack = LocalStack(region="us-east-1", parameters={"ReplicaRegions": "us-west-2,eu-west-1"})
-    ec2 = boto3.client("ec2", region_name="us-east-1")
+    ec2 = moto_aws.ec2("us-east-1")
     image_id = create_image(ec2, "web-2026-11-25-10")
-    e = copy.deepcopy(event("ami_available.json"))
-    e["detail"]["ImageId"] = image_id
+    e = available_event(image_id)
     # When EventBridge delivers its event, and the copy queue is drained into ReplicatorFunction
     stack.put_event(e)
     stack.put_event(e)  # delivered twice: still one copy per region
@@ -115,7 +115,7 @@ def test_a_new_image_appears_tagged_in_every_replica_region(moto_aws: None, even
     # Then each replica region has exactly one copy, tagged (image and snapshots) with lineage
     source_tags = tags_of(ec2, image_id)
     for region in ("us-west-2", "eu-west-1"):
-        remote = boto3.client("ec2", region_name=region)
+        remote = moto_aws.ec2(region)
         copies = remote.describe_images(Owners=["self"])["Images"]
         assert len(copies) == 1, region
         copy_id = copies[0]["ImageId"]
@@ -127,8 +127,6 @@ def test_a_new_image_appears_tagged_in_every_replica_region(moto_aws: None, even
             ec2, image_id
         ).get(f"{P}:copies", "")
         # The copy's own event, delivered in its region, requests no further copies.
-        copy_event = copy.deepcopy(e)
-        copy_event["region"], copy_event["detail"]["ImageId"] = region, copy_id
-        (delivered,) = stack.put_event(copy_event)
+        (delivered,) = stack.put_event(available_event(copy_id, region))
         assert delivered.result["status"] == "tagged" and "copies_requested" not in delivered.result
     assert stack.drain_queue("CopyQueue") == []

@@ -14,7 +14,6 @@ final state with it.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import re
 import types
@@ -23,16 +22,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import botocore.endpoint
 import pytest
-from ami_lifecycle.aws.clients import RETRY_CONFIG, Aws
+from ami_lifecycle.aws.clients import RETRY_CONFIG
 from ami_lifecycle_localaws import motoext
-from ami_lifecycle_localaws.fleet import backdate, create_image, snapshot_ids
+from ami_lifecycle_localaws.fleet import create_image, snapshot_ids
 from ami_lifecycle_localaws.stack import LocalStack
 from botocore.retries.bucket import TokenBucket
 
-from tests.conftest import ACCOUNT_ID, load_event
+from tests.conftest import ACCOUNT_ID, LocalAws
 
 P = "ami-lifecycle"
 EAST, WEST = "us-east-1", "us-west-2"
@@ -54,8 +52,7 @@ EC2_ACTIONS = {
     "DescribeLaunchTemplateVersions",
 }
 _ID = re.compile(r"\b(?:ami|snap|lt|i)-[0-9a-f]{8,17}\b")
-# One botocore session for the suite: the service models are parsed once.
-SESSION = boto3.Session(region_name=EAST)
+Event = Callable[..., dict[str, Any]]  # the `available_event` fixture (tests/conftest.py)
 
 
 def old(month: int) -> datetime:
@@ -80,32 +77,20 @@ FLEET: dict[str, tuple[datetime, dict[str, str]]] = {
 RETIRED = {f"{EAST}:web-1", f"{EAST}:app-1"}
 
 
-def available(image_id: str, region: str = EAST) -> dict[str, Any]:
-    e = copy.deepcopy(load_event("ami_available.json"))
-    e["detail"]["ImageId"] = image_id
-    e["region"] = region
-    e["resources"] = [f"arn:aws:ec2:{region}::image/{image_id}"]
-    return e
-
-
-def state_change(image_id: str, state: str, region: str = EAST) -> dict[str, Any]:
-    e = available(image_id, region)
-    e["detail"]["State"] = state
-    return e
-
-
 @dataclass
 class System:
     """One run of the whole flow on a fresh moto (see the module docstring)."""
 
     stack: LocalStack
     ids: dict[str, str]  # image name -> id, home region
+    local: LocalAws  # the clients (one boto3 session for the run)
+    available_event: Event
     labels: dict[str, str] = field(default_factory=dict)  # any id seen -> a stable label
     sleeps: list[float] = field(default_factory=list)  # botocore's retry back-off, not slept
     rate_limit_waits: list[float] = field(default_factory=list)  # adaptive mode's rate limiting, not waited
 
     def ec2(self, region: str = EAST) -> Any:
-        return SESSION.client("ec2", region_name=region)
+        return self.local.ec2(region)
 
     # -------------------------------------------------------------- the flow
 
@@ -116,7 +101,7 @@ class System:
         return results
 
     def tag_everything(self) -> list[Any]:
-        return self.deliver([available(self.ids[name]) for name in FLEET])
+        return self.deliver([self.available_event(self.ids[name]) for name in FLEET])
 
     def replicate(self) -> list[Any]:
         return [i.result for i in self.stack.drain_queue("CopyQueue")]
@@ -130,7 +115,7 @@ class System:
 
     def time_passes(self) -> None:
         """Every message deferred or failed on the copy queue becomes visible again."""
-        sqs = SESSION.client("sqs", region_name=EAST)
+        sqs = self.local.client("sqs", EAST)
         for invocation in self.stack.invocations:
             if invocation.function != "ReplicatorFunction" or not isinstance(invocation.result, dict):
                 continue
@@ -185,7 +170,7 @@ class System:
 
     def depth(self, queue: str) -> int:
         """Messages on a queue of the stack, visible or not."""
-        attrs = SESSION.client("sqs", region_name=EAST).get_queue_attributes(
+        attrs = self.local.client("sqs", EAST).get_queue_attributes(
             QueueUrl=self.stack.queue_url(queue),
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
@@ -196,21 +181,13 @@ class System:
         return {t["Key"]: self.label(t["Value"]) for t in image.get("Tags", [])}
 
 
-def seed() -> dict[str, str]:
+def seed(ec2: Any, register_on_snapshot: Callable[..., str]) -> dict[str, str]:
     """The fleet, in the home region, plus a launch template that uses api-1."""
-    ec2 = SESSION.client("ec2", region_name=EAST)
     ids: dict[str, str] = {}
     for name, (created, tags) in FLEET.items():
         if name == "app-2":
             (shared,) = snapshot_ids(ec2, ids["app-1"])
-            image_id = ec2.register_image(
-                Name=name,
-                RootDeviceName="/dev/xvda",
-                BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": shared}}],
-            )["ImageId"]
-            if tags:
-                ec2.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-            backdate(EAST, image_id, created)
+            image_id = register_on_snapshot(ec2, name, shared, tags, created=created)
         else:
             image_id = create_image(ec2, name, tags=tags, created=created)
         ids[name] = image_id
@@ -218,56 +195,69 @@ def seed() -> dict[str, str]:
     return ids
 
 
-@contextlib.contextmanager
-def fresh_system(monkeypatch: pytest.MonkeyPatch, config: Any = RETRY_CONFIG) -> Iterator[System]:
-    """A fresh moto (with our extension), the fleet, and the stack. The functions use the
-    production retry configuration (adaptive, 10 attempts); botocore's back-off sleeps are
-    recorded instead of slept, and so are the waits of adaptive mode's client-side rate limiter
-    (the token bucket), so the suite stays fast."""
-    from ami_lifecycle import runtime
-    from moto import mock_aws
+FreshSystem = Callable[..., contextlib.AbstractContextManager[System]]
 
-    motoext.install()
-    motoext.clear_faults()
-    sleeps: list[float] = []
-    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=sleeps.append))
-    waits: list[float] = []
 
-    def acquire_without_waiting(bucket: TokenBucket, amount: float, block: bool) -> bool:
-        """Adaptive mode's client-side rate limiter: the wait is recorded, then granted."""
-        bucket._refill()
-        if amount > bucket._current_capacity:
-            waits.append(bucket._sleep_amount(amount))
-            bucket._current_capacity = amount
-        bucket._current_capacity -= amount
-        return True
+@pytest.fixture
+def fresh_system(
+    monkeypatch: pytest.MonkeyPatch,
+    local_aws: LocalAws,
+    available_event: Event,
+    register_on_snapshot: Callable[..., str],
+) -> FreshSystem:
+    """`with fresh_system(config=RETRY_CONFIG) as system`: a fresh moto (with our extension), the
+    fleet, and the stack. The functions use the production retry configuration (adaptive, 10
+    attempts) unless told; botocore's back-off sleeps are recorded instead of slept, and so are the
+    waits of adaptive mode's client-side rate limiter (the token bucket), so the suite stays fast."""
 
-    monkeypatch.setattr(TokenBucket, "_acquire", acquire_without_waiting)
-    with mock_aws():
-        aws = Aws(SESSION, config)
-        monkeypatch.setattr(runtime, "aws", lambda: aws)
-        ids = seed()
-        stack = LocalStack(region=EAST, parameters=PARAMETERS, session=SESSION, account_id=ACCOUNT_ID)
-        system = System(stack, ids, sleeps=sleeps, rate_limit_waits=waits)
-        for name, image_id in ids.items():
-            system.labels[image_id] = f"{EAST}:{name}"
-            for sid in snapshot_ids(system.ec2(), image_id):
-                system.labels.setdefault(sid, f"snapshot of {EAST}:{name}")
-        motoext.reset_calls()
-        try:
-            yield system
-        finally:
-            motoext.clear_faults()
+    @contextlib.contextmanager
+    def fresh(config: Any = RETRY_CONFIG) -> Iterator[System]:
+        from ami_lifecycle import runtime
+        from moto import mock_aws
+
+        motoext.install()
+        motoext.clear_faults()
+        sleeps: list[float] = []
+        monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=sleeps.append))
+        waits: list[float] = []
+
+        def acquire_without_waiting(bucket: TokenBucket, amount: float, block: bool) -> bool:
+            """Adaptive mode's client-side rate limiter: the wait is recorded, then granted."""
+            bucket._refill()
+            if amount > bucket._current_capacity:
+                waits.append(bucket._sleep_amount(amount))
+                bucket._current_capacity = amount
+            bucket._current_capacity -= amount
+            return True
+
+        monkeypatch.setattr(TokenBucket, "_acquire", acquire_without_waiting)
+        with mock_aws():
+            aws = local_aws.aws(config)
+            monkeypatch.setattr(runtime, "aws", lambda: aws)
+            ids = seed(local_aws.ec2(EAST), register_on_snapshot)
+            stack = LocalStack(region=EAST, parameters=PARAMETERS, session=local_aws.session, account_id=ACCOUNT_ID)
+            system = System(stack, ids, local_aws, available_event, sleeps=sleeps, rate_limit_waits=waits)
+            for name, image_id in ids.items():
+                system.labels[image_id] = f"{EAST}:{name}"
+                for sid in snapshot_ids(system.ec2(), image_id):
+                    system.labels.setdefault(sid, f"snapshot of {EAST}:{name}")
+            motoext.reset_calls()
+            try:
+                yield system
+            finally:
+                motoext.clear_faults()
+
+    return fresh
 
 
 _BASELINE: dict[str, Any] = {}
 
 
 @pytest.fixture
-def baseline(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def baseline(fresh_system: FreshSystem) -> dict[str, Any]:
     """The final state of a fault-free day on the fleet (computed once per test process)."""
     if not _BASELINE:
-        with fresh_system(monkeypatch) as system:
+        with fresh_system() as system:
             system.day()
             _BASELINE.update(system.state())
             _BASELINE["_calls"] = sum(motoext.calls().values())
@@ -277,9 +267,9 @@ def baseline(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 @pytest.fixture
-def system(monkeypatch: pytest.MonkeyPatch, baseline: dict[str, Any]) -> Iterator[System]:
+def system(fresh_system: FreshSystem, baseline: dict[str, Any]) -> Iterator[System]:
     """A fresh system for the test (the baseline is computed first, in its own moto)."""
-    with fresh_system(monkeypatch) as s:
+    with fresh_system() as s:
         yield s
 
 

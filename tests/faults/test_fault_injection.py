@@ -28,14 +28,13 @@ from tests.faults.conftest import (
     FLEET,
     RETIRED,
     WEST,
+    Event,
     P,
     System,
     assert_nothing_wrong_deleted,
     assert_same_state,
-    available,
     logged,
     metric_total,
-    state_change,
 )
 
 # A sweep that finds an orphaned snapshot deletes it only once it is 6 hours old (images being
@@ -324,16 +323,17 @@ SHARED = f"{EAST}:snapshot of {EAST}:app-1"  # app-1's snapshot, which app-2 als
 
 
 def test_events_delivered_twice_and_out_of_order_end_in_the_same_state(
-    system: System, baseline: dict[str, Any], caplog: Any, capsys: Any
+    system: System, baseline: dict[str, Any], caplog: Any, capsys: Any, available_event: Event
 ) -> None:
     # A short-lived image: created, then deregistered (with its snapshot) before any event arrives.
     ec2 = system.ec2()
     short = ec2.register_image(Name="tmp-1", RootDeviceName="/dev/xvda")["ImageId"]
     ec2.deregister_image(ImageId=short, DeleteAssociatedSnapshots=True)
 
-    events = [state_change(short, "deregistered"), available(short)]  # deregistered before available
+    # deregistered before available
+    events = [available_event(short, State="deregistered"), available_event(short)]
     for name in reversed(list(FLEET)):  # newest first, each twice
-        events += [available(system.ids[name])] * 2
+        events += [available_event(system.ids[name])] * 2
     results = system.deliver(events)
     copies = system.replicate()
     report = system.sweep()
@@ -367,9 +367,9 @@ def test_events_delivered_twice_and_out_of_order_end_in_the_same_state(
     ),
 )
 def test_a_shared_snapshot_ends_with_the_same_tags_whatever_the_order_of_events(
-    system: System, baseline: dict[str, Any]
+    system: System, baseline: dict[str, Any], available_event: Event
 ) -> None:
-    system.deliver([available(system.ids[name]) for name in reversed(list(FLEET))])
+    system.deliver([available_event(system.ids[name]) for name in reversed(list(FLEET))])
     system.replicate()
     system.sweep()
     assert system.state()[SHARED] == baseline[SHARED]

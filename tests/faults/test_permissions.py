@@ -14,7 +14,8 @@ import pytest
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.stack import LocalStack
 
-from tests.faults.conftest import EAST, EC2_ACTIONS, SESSION, WEST, fresh_system, state_change
+from tests.conftest import LocalAws
+from tests.faults.conftest import EAST, EC2_ACTIONS, WEST, Event, FreshSystem
 from tests.unit.test_template import RESOURCES, Cfn, as_list, function_statements, parameters
 
 # The SAM policy templates the template uses, as SAM expands them (actions only).
@@ -65,7 +66,9 @@ def granted(function: str) -> list[str]:
     return actions
 
 
-def test_every_action_a_function_performs_is_granted_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_action_a_function_performs_is_granted_to_it(
+    monkeypatch: pytest.MonkeyPatch, fresh_system: FreshSystem, available_event: Event, local_aws: LocalAws
+) -> None:
     performed: dict[str, Counter[str]] = defaultdict(Counter)
     original = LocalStack.invoke
 
@@ -77,13 +80,13 @@ def test_every_action_a_function_performs_is_granted_to_it(monkeypatch: pytest.M
             performed[logical_id].update(motoext.calls() - before)
 
     monkeypatch.setattr(LocalStack, "invoke", recording)
-    with fresh_system(monkeypatch) as system:
+    with fresh_system() as system:
         system.day()
         # A copy that failed: ImageEventsFunction records it on the source.
         (copy_image,) = system.ec2(WEST).describe_images(Owners=["self"])["Images"]
-        system.deliver([state_change(copy_image["ImageId"], "failed", WEST)])
+        system.deliver([available_event(copy_image["ImageId"], WEST, State="failed")])
         # A malformed copy request: the replicator changes its visibility.
-        sqs = SESSION.client("sqs", region_name=EAST)
+        sqs = local_aws.client("sqs", EAST)
         sqs.send_message(QueueUrl=system.stack.queue_url("CopyQueue"), MessageBody="{}")
         system.replicate()
         # A backfill that applies everything.

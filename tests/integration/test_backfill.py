@@ -9,12 +9,10 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from ami_lifecycle.aws.clients import Aws
 from ami_lifecycle.aws.regions import known_regions
 from ami_lifecycle.domain.requests import BackfillRequest, parse_backfill_request
 from ami_lifecycle.domain.settings import Settings
@@ -24,33 +22,16 @@ from ami_lifecycle.services.backfill import Backfill, handle
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 
-from tests.conftest import ACCOUNT_ID, FakeLambdaContext, load_event
+from tests.conftest import ACCOUNT_ID, FakeLambdaContext, LocalAws
 
 P = "ami-lifecycle"
 EAST, WEST = "us-east-1", "us-west-2"
-
-_AWS: list[Aws] = []
-
-
-def aws() -> Aws:
-    """One boto3 session for the module: botocore parses the (large) EC2 model once."""
-    if not _AWS:
-        _AWS.append(Aws(boto3.Session()))
-    return _AWS[0]
-
-
-def ec2(region: str = EAST) -> Any:
-    return aws().ec2(region)
+Run = Callable[..., dict[str, Any]]  # the `run` fixture
 
 
 @pytest.fixture
-def now() -> datetime:
-    return datetime.now(UTC)  # moto checks deprecation times against the real clock
-
-
-@pytest.fixture
-def queue(moto_aws: None) -> str:
-    return str(aws().client("sqs", EAST).create_queue(QueueName="copies")["QueueUrl"])
+def queue(moto_aws: LocalAws) -> str:
+    return str(moto_aws.client("sqs").create_queue(QueueName="copies")["QueueUrl"])
 
 
 @pytest.fixture
@@ -60,6 +41,7 @@ def settings(make_settings: Callable[..., Settings], queue: str) -> Settings:
 
 @dataclass
 class Fleet:
+    local: LocalAws  # where it lives
     ids: dict[str, str] = field(default_factory=dict)  # name -> image id
     regions: dict[str, str] = field(default_factory=dict)  # name -> region
 
@@ -71,16 +53,16 @@ class Fleet:
 
 
 def add(fleet: Fleet, name: str, age_days: float, now: datetime, region: str = EAST, **tags: str) -> str:
-    image_id = create_image(ec2(region), name, tags=tags or None, created=now - timedelta(days=age_days))
+    image_id = create_image(fleet.local.ec2(region), name, tags=tags or None, created=now - timedelta(days=age_days))
     fleet.ids[name], fleet.regions[name] = image_id, region
     return image_id
 
 
 @pytest.fixture
-def fleet(queue: str, now: datetime) -> Fleet:
+def fleet(moto_aws: LocalAws, queue: str, now: datetime, register_on_snapshot: Callable[..., str]) -> Fleet:
     """Images that existed before the stack: untagged generations, a held one, one in use, a protected
     one, foreign-managed and opted-out ones, a bad tag, a shared snapshot, and a second region."""
-    f = Fleet()
+    f = Fleet(moto_aws)
     add(f, "web-2026-04-10", 229, now)
     add(f, "web-2026-06-20", 158, now)
     add(f, "web-2026-11-01", 24, now)
@@ -94,27 +76,28 @@ def fleet(queue: str, now: datetime) -> Fleet:
     add(f, "backup-1", 250, now, **{"aws:backup:source-resource": "arn:aws:ec2:us-east-1::instance/i-1"})
     add(f, "tools-1", 269, now, **{f"{P}:retention": "3 months"})
     add(f, "db-2026-01-15", 314, now)
-    shared = snapshot_ids(ec2(), f["db-2026-01-15"])[0]
-    db2 = ec2().register_image(
-        Name="db-2026-05-01",
-        RootDeviceName="/dev/xvda",
-        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": shared}}],
-    )["ImageId"]
-    from ami_lifecycle_localaws.fleet import backdate
-
-    backdate(EAST, db2, now - timedelta(days=208))
+    ec2 = moto_aws.ec2()
+    shared = snapshot_ids(ec2, f["db-2026-01-15"])[0]
+    db2 = register_on_snapshot(ec2, "db-2026-05-01", shared, created=now - timedelta(days=208))
     f.ids["db-2026-05-01"], f.regions["db-2026-05-01"] = db2, EAST
-    ec2().run_instances(ImageId=f["api-v1.1.0"], MinCount=1, MaxCount=1)
-    ec2().enable_image_deregistration_protection(ImageId=f["api-v1.2.0"])
+    ec2.run_instances(ImageId=f["api-v1.1.0"], MinCount=1, MaxCount=1)
+    ec2.enable_image_deregistration_protection(ImageId=f["api-v1.2.0"])
     add(f, "app-build-1", 200, now, region=WEST)
     add(f, "app-build-2", 5, now, region=WEST)
     motoext.reset_calls()
     return f
 
 
-def run(settings: Settings, now: datetime, payload: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    kwargs.setdefault("invoke", lambda _payload: None)
-    return handle(payload, Deps.create(settings, aws(), now, ACCOUNT_ID, context=FakeLambdaContext(), **kwargs))
+@pytest.fixture
+def run(moto_aws: LocalAws) -> Run:
+    """`run(settings, now, payload, **deps)`: the backfill handler's answer to a payload."""
+
+    def run_backfill(settings: Settings, now: datetime, payload: Any, **kwargs: Any) -> dict[str, Any]:
+        kwargs.setdefault("invoke", lambda _payload: None)
+        deps = Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=FakeLambdaContext(), **kwargs)
+        return handle(payload, deps)
+
+    return run_backfill
 
 
 def entries(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -125,7 +108,7 @@ def state(fleet: Fleet) -> dict[str, Any]:
     """What AWS holds: every image's tags and deprecation time, every snapshot's tags."""
     out: dict[str, Any] = {}
     for region in (EAST, WEST):
-        client = ec2(region)
+        client = fleet.local.ec2(region)
         for image in client.describe_images(Owners=["self"], IncludeDisabled=True)["Images"]:
             out[image["ImageId"]] = (
                 {t["Key"]: t["Value"] for t in image.get("Tags", [])},
@@ -142,16 +125,22 @@ def tag_action(action: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in re.split(rf", (?={P}:)", body))
 
 
-def queued(queue: str) -> list[dict[str, Any]]:
-    sqs = aws().client("sqs", EAST)
-    out: list[dict[str, Any]] = []
-    while True:
-        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=300).get(
-            "Messages", []
-        )
-        if not messages:
-            return out
-        out += [json.loads(m["Body"]) for m in messages]
+@pytest.fixture
+def queued(moto_aws: LocalAws) -> Callable[[str], list[dict[str, Any]]]:
+    """`queued(queue_url)`: the copy requests on the queue (received, hidden for 5 minutes)."""
+
+    def receive_all(queue: str) -> list[dict[str, Any]]:
+        sqs = moto_aws.client("sqs")
+        out: list[dict[str, Any]] = []
+        while True:
+            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=300).get(
+                "Messages", []
+            )
+            if not messages:
+                return out
+            out += [json.loads(m["Body"]) for m in messages]
+
+    return receive_all
 
 
 # ---------------------------------------------------------------- the payload
@@ -174,7 +163,7 @@ def queued(queue: str) -> list[dict[str, Any]]:
     ],
 )
 def test_a_bad_payload_is_refused_before_any_aws_call(
-    settings: Settings, now: datetime, payload: Any, message: str
+    settings: Settings, now: datetime, payload: Any, message: str, run: Run
 ) -> None:
     motoext.reset_calls()
     out = run(settings, now, payload)
@@ -198,7 +187,9 @@ def test_defaults_all_actions_the_sweep_regions_and_a_dry_run(settings: Settings
 # ---------------------------------------------------------------- dry run = plan, apply = the plan
 
 
-def test_the_default_run_is_a_plan_that_changes_nothing(fleet: Fleet, settings: Settings, now: datetime) -> None:
+def test_the_default_run_is_a_plan_that_changes_nothing(
+    fleet: Fleet, settings: Settings, now: datetime, run: Run, queued: Callable[[str], list[dict[str, Any]]]
+) -> None:
     before = state(fleet)
     out = run(settings, now, {})
     assert out["dry_run"] is True and out["status"] == "complete" and out["continued"] is False
@@ -255,7 +246,7 @@ def _normalized(e: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def test_apply_does_exactly_what_the_plan_said_and_no_more(
-    fleet: Fleet, settings: Settings, now: datetime, queue: str
+    fleet: Fleet, settings: Settings, now: datetime, queue: str, run: Run, queued: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     plan = run(settings, now, {"dry_run": True})
     before = state(fleet)
@@ -303,7 +294,7 @@ def test_apply_does_exactly_what_the_plan_said_and_no_more(
 
 
 def test_the_dry_run_parameter_forces_a_dry_run(
-    fleet: Fleet, make_settings: Callable[..., Settings], now: datetime
+    fleet: Fleet, make_settings: Callable[..., Settings], now: datetime, run: Run
 ) -> None:
     settings = make_settings(replica_regions=(WEST,), dry_run=True)
     before = state(fleet)
@@ -316,13 +307,13 @@ def test_the_dry_run_parameter_forces_a_dry_run(
 
 
 def test_listing_is_one_paginated_call_per_region_not_one_per_image(
-    moto_aws: None, settings: Settings, now: datetime
+    moto_aws: LocalAws, settings: Settings, now: datetime
 ) -> None:
-    client = ec2()
+    client = moto_aws.ec2()
     for n in range(1003):
         client.register_image(Name=f"svc-{n:04d}", RootDeviceName="/dev/xvda")
     motoext.reset_calls()
-    report = Backfill(Deps.create(settings, aws(), now, ACCOUNT_ID)).run(
+    report = Backfill(Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID)).run(
         BackfillRequest(actions=["tag"], regions=[EAST], dry_run=True)
     )
     assert report.totals.considered == 1003 and report.totals.tagged == 1003
@@ -333,25 +324,35 @@ def test_listing_is_one_paginated_call_per_region_not_one_per_image(
     assert set(calls) == {"DescribeImages", "DescribeSnapshots"}
 
 
-def test_apply_tags_image_and_snapshots_in_one_call_each(fleet: Fleet, settings: Settings, now: datetime) -> None:
+def test_apply_tags_image_and_snapshots_in_one_call_each(
+    fleet: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws, run: Run
+) -> None:
     out = run(settings, now, {"dry_run": False, "actions": ["tag"], "regions": [WEST]})
     assert out["totals"]["tagged"] == 2
     calls = motoext.calls_by_region()[WEST]
     assert calls["CreateTags"] == 2 and calls["DescribeImages"] == 1 and calls["DescribeSnapshots"] == 1
     for name in ("app-build-1", "app-build-2"):
-        image_tags = tags_of(ec2(WEST), fleet[name])
+        image_tags = tags_of(moto_aws.ec2(WEST), fleet[name])
         assert image_tags[f"{P}:managed"] == "true"
-        assert tags_of(ec2(WEST), snapshot_ids(ec2(WEST), fleet[name])[0]) == image_tags
+        assert tags_of(moto_aws.ec2(WEST), snapshot_ids(moto_aws.ec2(WEST), fleet[name])[0]) == image_tags
 
 
 # ---------------------------------------------------------------- replicate
 
 
-def test_replicate_requests_missing_copies_only(fleet: Fleet, settings: Settings, now: datetime, queue: str) -> None:
+def test_replicate_requests_missing_copies_only(
+    fleet: Fleet,
+    settings: Settings,
+    now: datetime,
+    queue: str,
+    moto_aws: LocalAws,
+    run: Run,
+    queued: Callable[[str], list[dict[str, Any]]],
+) -> None:
     run(settings, now, {"dry_run": False, "actions": ["tag"]})
     # A copy of web-2026-11-01 already exists in us-west-2.
-    existing = ec2(WEST).copy_image(SourceImageId=fleet["web-2026-11-01"], SourceRegion=EAST, Name="web-copy")
-    ec2(WEST).create_tags(
+    existing = moto_aws.ec2(WEST).copy_image(SourceImageId=fleet["web-2026-11-01"], SourceRegion=EAST, Name="web-copy")
+    moto_aws.ec2(WEST).create_tags(
         Resources=[existing["ImageId"]],
         Tags=[
             {"Key": f"{P}:source-image", "Value": fleet["web-2026-11-01"]},
@@ -376,7 +377,7 @@ def test_replicate_requests_missing_copies_only(fleet: Fleet, settings: Settings
 
 
 def test_replicate_without_a_queue_is_an_error_for_each_image_that_needs_copies(
-    fleet: Fleet, make_settings: Callable[..., Settings], now: datetime
+    fleet: Fleet, make_settings: Callable[..., Settings], now: datetime, run: Run
 ) -> None:
     settings = make_settings(replica_regions=(WEST,))
     out = run(settings, now, {"dry_run": True, "regions": [EAST], "image_ids": [fleet["web-2026-11-01"]]})
@@ -389,9 +390,9 @@ def test_replicate_without_a_queue_is_an_error_for_each_image_that_needs_copies(
 
 
 def test_image_ids_restrict_retirement_but_keep_latest_ranks_the_whole_family(
-    moto_aws: None, settings: Settings, now: datetime
+    moto_aws: LocalAws, settings: Settings, now: datetime, run: Run
 ) -> None:
-    f = Fleet()
+    f = Fleet(moto_aws)
     expired = {
         f"{P}:managed": "true",
         f"{P}:expires-at": format_instant(now - timedelta(days=1)),
@@ -407,12 +408,12 @@ def test_image_ids_restrict_retirement_but_keep_latest_ranks_the_whole_family(
     assert (by_name["web-2"]["decision"], by_name["web-2"]["outcome"]) == ("retire", "retired")
     assert by_name["web-3"]["reason"] == "keep-latest"  # the newest of the family, ranked over all three
     assert out["totals"]["retired"] == 1 and out["totals"]["kept"] == {"keep-latest": 1}
-    remaining = {i["ImageId"] for i in ec2().describe_images(Owners=["self"])["Images"]}
+    remaining = {i["ImageId"] for i in moto_aws.ec2().describe_images(Owners=["self"])["Images"]}
     assert remaining == {f["web-1"], f["web-3"]}  # web-1 is expired too, but was not asked for
     assert motoext.calls()["DeregisterImage"] == 1
 
 
-def test_image_ids_found_in_no_region_are_errors(fleet: Fleet, settings: Settings, now: datetime) -> None:
+def test_image_ids_found_in_no_region_are_errors(fleet: Fleet, settings: Settings, now: datetime, run: Run) -> None:
     out = run(settings, now, {"image_ids": [fleet["batch-2"], "ami-00000000000000000"]})
     assert out["image_ids_not_found"] == ["ami-00000000000000000"]
     assert out["totals"]["errors"] == 1 and out["status"] == "partial"
@@ -422,7 +423,9 @@ def test_image_ids_found_in_no_region_are_errors(fleet: Fleet, settings: Setting
 # ---------------------------------------------------------------- regions failing, time running out
 
 
-def test_a_region_that_fails_does_not_stop_the_others(fleet: Fleet, settings: Settings, now: datetime) -> None:
+def test_a_region_that_fails_does_not_stop_the_others(
+    fleet: Fleet, settings: Settings, now: datetime, run: Run
+) -> None:
     motoext.set_faults(unreachable_regions={EAST})
     try:
         out = run(settings, now, {})
@@ -445,11 +448,13 @@ class Countdown(FakeLambdaContext):
         return 900_000 if self.calls >= 0 else 1_000
 
 
-def test_out_of_time_continues_in_a_follow_up_with_a_cursor(fleet: Fleet, settings: Settings, now: datetime) -> None:
+def test_out_of_time_continues_in_a_follow_up_with_a_cursor(
+    fleet: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws
+) -> None:
     follow_ups: list[dict[str, Any]] = []
     first = handle(
         {"dry_run": False},
-        Deps.create(settings, aws(), now, ACCOUNT_ID, context=Countdown(6), invoke=follow_ups.append),
+        Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=Countdown(6), invoke=follow_ups.append),
     )
     assert first["continued"] is True and first["status"] == "incomplete"
     cont = first["continuation"]
@@ -462,7 +467,7 @@ def test_out_of_time_continues_in_a_follow_up_with_a_cursor(fleet: Fleet, settin
     # The follow-up (the payload as Lambda would deliver it) picks up where the first stopped.
     second = handle(
         json.loads(json.dumps(payload)),
-        Deps.create(settings, aws(), now, ACCOUNT_ID, context=FakeLambdaContext(), invoke=lambda _p: None),
+        Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=FakeLambdaContext(), invoke=lambda _p: None),
     )
     assert second["continued"] is False and second["status"] == "complete"
     tagged_first = {i for i, e in entries(first).items() if any(a.startswith("tagged") for a in e.get("actions", []))}
@@ -470,14 +475,16 @@ def test_out_of_time_continues_in_a_follow_up_with_a_cursor(fleet: Fleet, settin
     assert tagged_first and not tagged_first & tagged_second  # each image tagged once
     assert len(tagged_first | tagged_second) == 14
     assert motoext.calls()["CreateTags"] >= 14
-    remaining = {i["ImageId"] for r in (EAST, WEST) for i in ec2(r).describe_images(Owners=["self"])["Images"]}
+    remaining = {i["ImageId"] for r in (EAST, WEST) for i in moto_aws.ec2(r).describe_images(Owners=["self"])["Images"]}
     assert len(remaining) == len(fleet.ids) - 5  # everything retirable was retired in the end
 
 
-def test_the_chain_of_follow_ups_is_capped(fleet: Fleet, settings: Settings, now: datetime) -> None:
+def test_the_chain_of_follow_ups_is_capped(fleet: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws) -> None:
     follow_ups: list[dict[str, Any]] = []
     payload = {"continuation": {"region_index": 0, "chain": 20, "run_id": "r1"}}
-    out = handle(payload, Deps.create(settings, aws(), now, ACCOUNT_ID, context=Countdown(1), invoke=follow_ups.append))
+    out = handle(
+        payload, Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=Countdown(1), invoke=follow_ups.append)
+    )
     assert out["continuation"]["capped"] is True and "follow-up invocations" in out["continuation"]["error"]
     assert follow_ups == [] and out["continued"] is False
 
@@ -486,20 +493,30 @@ def test_the_chain_of_follow_ups_is_capped(fleet: Fleet, settings: Settings, now
 
 
 @pytest.fixture
-def handler(monkeypatch: pytest.MonkeyPatch, queue: str) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+def handler(
+    monkeypatch: pytest.MonkeyPatch, moto_aws: LocalAws, queue: str
+) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
     from ami_lifecycle import runtime
 
     monkeypatch.setenv("AWS_REGION", EAST)
     monkeypatch.setenv("REPLICA_REGIONS", WEST)
     monkeypatch.setenv("COPY_QUEUE_URL", queue)
-    monkeypatch.setattr(runtime, "aws", aws)  # the module's shared session: faster, same code path
+    monkeypatch.setattr(runtime, "aws", moto_aws.aws)  # the run's shared session: faster, same code path
     from functions.backfill.app import lambda_handler
 
     yield lambda event: lambda_handler(event, FakeLambdaContext())
 
 
-def test_the_sample_events_plan_then_apply(fleet: Fleet, handler: Any, queue: str, caplog: Any, capsys: Any) -> None:
-    plan_event, apply_event = load_event("backfill_plan.json"), load_event("backfill_apply.json")
+def test_the_sample_events_plan_then_apply(
+    fleet: Fleet,
+    handler: Any,
+    queue: str,
+    caplog: Any,
+    capsys: Any,
+    queued: Callable[[str], list[dict[str, Any]]],
+    event: Callable[[str], dict[str, Any]],
+) -> None:
+    plan_event, apply_event = event("backfill_plan.json"), event("backfill_apply.json")
     assert plan_event["dry_run"] is True and set(plan_event["actions"]) == {"tag", "replicate", "retire"}
     assert apply_event == {"actions": ["tag", "replicate"], "dry_run": False}
     plan = handler(plan_event)
@@ -514,7 +531,7 @@ def test_the_sample_events_plan_then_apply(fleet: Fleet, handler: Any, queue: st
     assert '"ImagesTagged"' in emitted and '"BackfillImagesRetirable"' in emitted
 
 
-def test_the_handler_logs_a_refusal(moto_aws: None, handler: Any, caplog: Any, capsys: Any) -> None:
+def test_the_handler_logs_a_refusal(moto_aws: LocalAws, handler: Any, caplog: Any, capsys: Any) -> None:
     out = handler({"actions": ["tag"], "colour": "blue"})
     assert out["status"] == "refused" and "colour: unknown key" in out["error"]
     assert any(r.getMessage() == "backfill payload refused" and r.levelname == "ERROR" for r in caplog.records)

@@ -12,31 +12,28 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from ami_lifecycle import runtime
-from ami_lifecycle.aws.clients import Aws
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, tags_of
 from ami_lifecycle_localaws.stack import LocalStack, load_template
 
-from tests.conftest import load_event
+from tests.conftest import LocalAws
 
 P = "ami-lifecycle"
 EAST, WEST = "us-east-1", "us-west-2"
-SESSION = boto3.Session(region_name=EAST)
 AMI = "ami-0123456789abcdef0"
+Event = Callable[..., dict[str, Any]]  # the `available_event` fixture (tests/conftest.py)
 
 
 @pytest.fixture
-def stack(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
-    aws = Aws(SESSION)
-    monkeypatch.setattr(runtime, "aws", lambda: aws)
-    return LocalStack(region=EAST, parameters={"SweepRegions": f"{EAST},{WEST}"}, session=SESSION)
+def stack(moto_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+    monkeypatch.setattr(runtime, "aws", moto_aws.aws)
+    return LocalStack(region=EAST, parameters={"SweepRegions": f"{EAST},{WEST}"}, session=moto_aws.session)
 
 
 def emitted_metric(output: str, name: str) -> float:
@@ -101,16 +98,16 @@ BACKFILL_PAYLOADS: list[tuple[Any, str]] = [
     ids=[f"sweep-{i}" for i in range(len(SWEEP_PAYLOADS))] + [f"backfill-{i}" for i in range(len(BACKFILL_PAYLOADS))],
 )
 def test_a_bad_manual_payload_is_refused_clearly_logged_counted_and_touches_nothing(
-    stack: LocalStack, function: str, payload: Any, fragment: str, caplog: Any, capsys: Any
+    stack: LocalStack, function: str, payload: Any, fragment: str, caplog: Any, capsys: Any, moto_aws: LocalAws
 ) -> None:
-    image_id = create_image(SESSION.client("ec2", region_name=EAST), "web-1", created=datetime(2024, 1, 1, tzinfo=UTC))
+    image_id = create_image(moto_aws.ec2(EAST), "web-1", created=datetime(2024, 1, 1, tzinfo=UTC))
     motoext.reset_calls()
     out = stack.invoke(function, copy.deepcopy(payload))
 
     assert out["status"] == "refused" and fragment in out["error"], out["error"]
     assert len(out["error"]) < 1000 and len(json.dumps(out)) < 5000  # the huge input is not echoed back
     assert motoext.calls() == {}  # not one AWS call
-    assert tags_of(SESSION.client("ec2", region_name=EAST), image_id) == {}
+    assert tags_of(moto_aws.ec2(EAST), image_id) == {}
     kind = "sweep" if function == "RetentionSweepFunction" else "backfill"
     (record,) = refusals(caplog, f"{kind} payload refused")
     assert len(str(record.__dict__.get("payload", ""))) <= 2001  # the log line is clipped too
@@ -158,11 +155,11 @@ def malformed_bodies() -> dict[str, str]:
 
 
 def test_copy_requests_that_can_never_succeed_reach_the_dead_letter_queue_without_an_ec2_call(
-    stack: LocalStack, caplog: Any, capsys: Any
+    stack: LocalStack, caplog: Any, capsys: Any, moto_aws: LocalAws
 ) -> None:
-    ec2 = SESSION.client("ec2", region_name=EAST)
+    ec2 = moto_aws.ec2(EAST)
     source = create_image(ec2, "web-1")
-    sqs = SESSION.client("sqs", region_name=EAST)
+    sqs = moto_aws.client("sqs", EAST)
     bodies = malformed_bodies()
     for body in [*bodies.values(), json.dumps(valid_request(source))]:
         sqs.send_message(QueueUrl=stack.queue_url("CopyQueue"), MessageBody=body)
@@ -172,7 +169,7 @@ def test_copy_requests_that_can_never_succeed_reach_the_dead_letter_queue_withou
 
     # The good request in the same batches was carried out: exactly one CopyImage in all.
     assert motoext.calls()["CopyImage"] == 1
-    copies = SESSION.client("ec2", region_name=WEST).describe_images(Owners=["self"])["Images"]
+    copies = moto_aws.ec2(WEST).describe_images(Owners=["self"])["Images"]
     assert [c["Name"] for c in copies] == ["web-1"]
     # Every malformed body is in the dead-letter queue, after the template's maxReceiveCount receives.
     max_receives = load_template()["Resources"]["CopyQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
@@ -194,14 +191,6 @@ def test_copy_requests_that_can_never_succeed_reach_the_dead_letter_queue_withou
 # ------------------------------------------------------------------ events
 
 
-def available(image_id: str, region: str = EAST) -> dict[str, Any]:
-    e = copy.deepcopy(load_event("ami_available.json"))
-    e["detail"]["ImageId"] = image_id
-    e["region"] = region
-    e["resources"] = [f"arn:aws:ec2:{region}::image/{image_id}"]
-    return e
-
-
 @pytest.mark.parametrize(
     "mutate",
     [
@@ -215,10 +204,10 @@ def available(image_id: str, region: str = EAST) -> dict[str, Any]:
     ids=["uppercase-id", "detail-list", "account-number", "region-space", "state-case", "detail-type-space"],
 )
 def test_malformed_events_are_refused_through_the_templates_wiring(
-    stack: LocalStack, mutate: Any, caplog: Any, capsys: Any
+    stack: LocalStack, mutate: Any, caplog: Any, capsys: Any, moto_aws: LocalAws, available_event: Event
 ) -> None:
-    image_id = create_image(SESSION.client("ec2", region_name=EAST), "web-1")
-    event = available(image_id)
+    image_id = create_image(moto_aws.ec2(EAST), "web-1")
+    event = available_event(image_id)
     mutate(event)
     motoext.reset_calls()
     out = stack.invoke("ImageEventsFunction", event)
@@ -226,42 +215,49 @@ def test_malformed_events_are_refused_through_the_templates_wiring(
     assert motoext.calls() == {}
     assert [r for r in caplog.records if r.getMessage() == "event refused" and r.levelname == "WARNING"]
     assert emitted_metric(capsys.readouterr().out, "EventsRefused") == 1
-    assert tags_of(SESSION.client("ec2", region_name=EAST), image_id) == {}
+    assert tags_of(moto_aws.ec2(EAST), image_id) == {}
 
 
-def test_unknown_keys_in_an_event_are_ignored_not_refused(stack: LocalStack) -> None:
+def test_unknown_keys_in_an_event_are_ignored_not_refused(
+    stack: LocalStack, moto_aws: LocalAws, available_event: Event
+) -> None:
     """EventBridge adds fields over time: an event with keys we do not know is still handled."""
-    image_id = create_image(SESSION.client("ec2", region_name=EAST), "web-1")
-    event = available(image_id)
+    image_id = create_image(moto_aws.ec2(EAST), "web-1")
+    event = available_event(image_id)
     event["replay-name"] = "replay-1"
     event["detail"]["Future"] = {"field": True}
     assert stack.invoke("ImageEventsFunction", event)["status"] == "tagged"
 
 
-def test_a_failed_events_huge_error_message_is_clipped(stack: LocalStack, caplog: Any) -> None:
-    image_id = create_image(SESSION.client("ec2", region_name=EAST), "web-1")
-    event = available(image_id)
-    event["detail"].update(State="failed", ErrorMessage="ü" * 100_000)
+def test_a_failed_events_huge_error_message_is_clipped(
+    stack: LocalStack, caplog: Any, moto_aws: LocalAws, available_event: Event
+) -> None:
+    image_id = create_image(moto_aws.ec2(EAST), "web-1")
+    event = available_event(image_id, State="failed", ErrorMessage="ü" * 100_000)
     out = stack.invoke("ImageEventsFunction", event)
     assert out["status"] == "recorded" and len(out["reason"]) < 2000
 
 
-def test_an_event_from_a_region_the_stack_does_not_cover_is_refused(stack: LocalStack) -> None:
+def test_an_event_from_a_region_the_stack_does_not_cover_is_refused(
+    stack: LocalStack, moto_aws: LocalAws, available_event: Event
+) -> None:
     elsewhere = "eu-central-1"
-    image_id = create_image(SESSION.client("ec2", region_name=elsewhere), "web-1")
-    out = stack.invoke("ImageEventsFunction", available(image_id, elsewhere))
+    image_id = create_image(moto_aws.ec2(elsewhere), "web-1")
+    out = stack.invoke("ImageEventsFunction", available_event(image_id, elsewhere))
     assert out["status"] == "refused"
-    assert tags_of(SESSION.client("ec2", region_name=elsewhere), image_id) == {}
+    assert tags_of(moto_aws.ec2(elsewhere), image_id) == {}
 
 
-def test_an_image_id_with_a_trailing_newline_is_refused_by_the_backfill(stack: LocalStack) -> None:
-    image_id = create_image(SESSION.client("ec2", region_name=EAST), "web-1")
+def test_an_image_id_with_a_trailing_newline_is_refused_by_the_backfill(stack: LocalStack, moto_aws: LocalAws) -> None:
+    image_id = create_image(moto_aws.ec2(EAST), "web-1")
     assert stack.invoke("BackfillFunction", {"image_ids": [image_id + "\n"]})["status"] == "refused"
 
 
-def test_an_event_image_id_with_a_trailing_newline_is_refused(stack: LocalStack) -> None:
-    image_id = create_image(SESSION.client("ec2", region_name=EAST), "web-1")
-    event = available(image_id)
+def test_an_event_image_id_with_a_trailing_newline_is_refused(
+    stack: LocalStack, moto_aws: LocalAws, available_event: Event
+) -> None:
+    image_id = create_image(moto_aws.ec2(EAST), "web-1")
+    event = available_event(image_id)
     event["detail"]["ImageId"] = image_id + "\n"
     assert stack.invoke("ImageEventsFunction", event)["status"] == "refused"
 
@@ -301,9 +297,9 @@ ABSURD: list[tuple[str, str, str]] = [
 
 
 @pytest.fixture
-def absurd_fleet(stack: LocalStack) -> Iterator[dict[str, tuple[str, str, str, str]]]:
+def absurd_fleet(stack: LocalStack, moto_aws: LocalAws) -> Iterator[dict[str, tuple[str, str, str, str]]]:
     """One expired image per case, with a newer never-expiring sibling in the same family."""
-    ec2 = SESSION.client("ec2", region_name=EAST)
+    ec2 = moto_aws.ec2(EAST)
     cases: dict[str, tuple[str, str, str, str]] = {}
     for i, (key, value, expect) in enumerate(ABSURD):
         family = value if key == "family" else f"case{i}"
@@ -324,12 +320,17 @@ def absurd_fleet(stack: LocalStack) -> Iterator[dict[str, tuple[str, str, str, s
 
 
 def test_absurd_tag_values_are_reported_by_tagging_and_never_retire_anything_by_mistake(
-    stack: LocalStack, absurd_fleet: dict[str, tuple[str, str, str, str]], caplog: Any, capsys: Any
+    stack: LocalStack,
+    absurd_fleet: dict[str, tuple[str, str, str, str]],
+    caplog: Any,
+    capsys: Any,
+    moto_aws: LocalAws,
+    available_event: Event,
 ) -> None:
-    ec2 = SESSION.client("ec2", region_name=EAST)
+    ec2 = moto_aws.ec2(EAST)
     everything = ec2.describe_images(Owners=["self"])["Images"]
     for image in everything:
-        stack.put_event(available(image["ImageId"]))
+        stack.put_event(available_event(image["ImageId"]))
     stack.drain_queue("CopyQueue")
 
     # Tagging: each unusable value is named in P:error (short), the rest of the tags are written,
@@ -347,7 +348,7 @@ def test_absurd_tag_values_are_reported_by_tagging_and_never_retire_anything_by_
             assert f"{P}:error" not in tags, (name, tags.get(f"{P}:error"))
         if key == "retention":
             assert f"{P}:expires-at" not in tags, name  # a bad retention never gets an expiry
-    assert not SESSION.client("ec2", region_name=WEST).describe_images(Owners=["self"])["Images"]
+    assert not moto_aws.ec2(WEST).describe_images(Owners=["self"])["Images"]
     warned = [r for r in caplog.records if r.getMessage() == "image has unusable lifecycle tags"]
     assert len(warned) == bad
     assert emitted_metric(capsys.readouterr().out, "TagErrors") == bad
@@ -370,11 +371,13 @@ def test_absurd_tag_values_are_reported_by_tagging_and_never_retire_anything_by_
 
 
 @pytest.mark.parametrize("value", ["maybe", "m" * 256, "🦄", ""])
-def test_an_absurd_managed_value_is_neither_adopted_nor_swept(stack: LocalStack, value: str, caplog: Any) -> None:
-    ec2 = SESSION.client("ec2", region_name=EAST)
+def test_an_absurd_managed_value_is_neither_adopted_nor_swept(
+    stack: LocalStack, value: str, caplog: Any, moto_aws: LocalAws, available_event: Event
+) -> None:
+    ec2 = moto_aws.ec2(EAST)
     image_id = create_image(ec2, "odd-1", tags={f"{P}:managed": value}, created=datetime(2024, 1, 1, tzinfo=UTC))
     create_image(ec2, "odd-2", created=datetime(2024, 2, 1, tzinfo=UTC))
-    out = stack.invoke("ImageEventsFunction", available(image_id))
+    out = stack.invoke("ImageEventsFunction", available_event(image_id))
     assert out["status"] == "skipped" and out["reason"]
     assert tags_of(ec2, image_id) == {f"{P}:managed": value}
     report = stack.fire_schedule("RetentionSweepFunction")

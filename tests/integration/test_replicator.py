@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from ami_lifecycle.aws.clients import Aws
 from ami_lifecycle.aws.ec2 import Ec2
@@ -27,9 +26,10 @@ from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 from botocore.config import Config
 
+from tests.conftest import ACCOUNT_ID, LocalAws
+
 P = "ami-lifecycle"
 HOME, WEST, EU = "us-east-1", "us-west-2", "eu-west-1"
-ACCOUNT = "123456789012"
 EXPIRES = format_instant(datetime.now(UTC) + timedelta(days=90))
 LIFECYCLE = {
     f"{P}:managed": "true",
@@ -39,12 +39,7 @@ LIFECYCLE = {
     f"{P}:keep-latest": "1",
 }
 MAX_RECEIVES = 3  # the test queue's maxReceiveCount (template: 30)
-
-
-def ec2_backend(region: str) -> Any:
-    from moto.ec2.models import ec2_backends
-
-    return ec2_backends[ACCOUNT][region]
+Event = Callable[..., dict[str, Any]]  # the `available_event` fixture (tests/conftest.py)
 
 
 @dataclass
@@ -60,7 +55,7 @@ class Queue:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:sqs:{HOME}:{ACCOUNT}:{self.url.rsplit('/', 1)[1]}"
+        return f"arn:aws:sqs:{HOME}:{ACCOUNT_ID}:{self.url.rsplit('/', 1)[1]}"
 
     def receive(self) -> list[dict[str, Any]]:
         resp = self.sqs.receive_message(
@@ -117,19 +112,15 @@ class Queue:
         return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
-# One botocore session for the module: it loads the (large) service models once.
-SESSION = boto3.Session(region_name=HOME)
-
-
 @pytest.fixture
-def aws(moto_aws: None) -> Aws:
+def aws(moto_aws: LocalAws) -> Aws:
     """No botocore retries: the tests see every fault they inject."""
-    return Aws(session=SESSION, config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    return moto_aws.aws(Config(retries={"mode": "standard", "total_max_attempts": 1}))
 
 
 @pytest.fixture
-def queue(aws: Aws) -> Queue:
-    sqs = boto3.client("sqs", region_name=HOME)
+def queue(aws: Aws, moto_aws: LocalAws) -> Queue:
+    sqs = moto_aws.client("sqs", HOME)
     dlq_url = sqs.create_queue(QueueName="copy-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     url = sqs.create_queue(
@@ -170,9 +161,26 @@ def new_source(east: Any, name: str = "web-2026-11-25-10", *, encrypted: bool = 
     east.create_tags(
         Resources=snapshot_ids(east, image_id), Tags=[{"Key": k, "Value": v} for k, v in LIFECYCLE.items()]
     )
-    if encrypted:
-        ec2_backend(HOME).amis[image_id].ebs_snapshot.encrypted = True
     return image_id
+
+
+def encrypted(backend: Any, image_id: str) -> str:
+    """The image, its snapshot made encrypted (straight into moto's backend: `ec2_backend(region)`)."""
+    backend.amis[image_id].ebs_snapshot.encrypted = True
+    return image_id
+
+
+def copy_with_lineage(dst: Any, source: str) -> str:
+    """A copy of a home-region image made in dst's region, tagged with its lineage (as the replicator tags it)."""
+    lineage = [{"Key": f"{P}:source-image", "Value": source}, {"Key": f"{P}:source-region", "Value": HOME}]
+    return str(
+        dst.copy_image(
+            SourceImageId=source,
+            SourceRegion=HOME,
+            Name="web-1",
+            TagSpecifications=[{"ResourceType": "image", "Tags": lineage}],
+        )["ImageId"]
+    )
 
 
 def request_copies(aws: Aws, settings: Settings, queue: Queue, image_id: str) -> list[CopyRequest]:
@@ -287,7 +295,7 @@ def test_a_copy_request_for_the_images_own_region_is_dropped(
 
 
 def test_the_concurrency_limit_defers_the_request_then_it_succeeds(
-    aws: Aws, queue: Queue, settings_for: Any, east: Any
+    aws: Aws, queue: Queue, settings_for: Any, east: Any, ec2_backend: Any
 ) -> None:
     settings = settings_for(replica_regions=(WEST,), max_copies_in_flight=2)
     west = aws.ec2(WEST)
@@ -386,11 +394,11 @@ def test_a_copy_not_listed_yet_is_not_recorded_and_the_request_comes_back(
 
 
 def test_a_missing_kms_key_is_a_clear_failure_recorded_on_the_source_and_ends_in_the_dlq(
-    aws: Aws, queue: Queue, settings_for: Any, east: Any
+    aws: Aws, queue: Queue, settings_for: Any, east: Any, ec2_backend: Any
 ) -> None:
-    missing = f"arn:aws:kms:{WEST}:{ACCOUNT}:key/00000000-0000-0000-0000-000000000000"
+    missing = f"arn:aws:kms:{WEST}:{ACCOUNT_ID}:key/00000000-0000-0000-0000-000000000000"
     settings = settings_for(replica_regions=(WEST,), replica_kms_keys={WEST: missing})
-    source = new_source(east, encrypted=True)
+    source = encrypted(ec2_backend(HOME), new_source(east))
     (req,) = request_copies(aws, settings, queue, source)
     assert req.encrypted and req.kms_key_id == missing
 
@@ -430,10 +438,10 @@ def test_the_regions_kms_key_encrypts_the_copy(aws: Aws, queue: Queue, settings_
 
 
 def test_an_encrypted_source_without_a_key_for_the_region_uses_the_default_ebs_key(
-    aws: Aws, queue: Queue, settings_for: Any, east: Any
+    aws: Aws, queue: Queue, settings_for: Any, east: Any, ec2_backend: Any
 ) -> None:
     settings = settings_for(replica_regions=(WEST,))
-    source = new_source(east, encrypted=True)
+    source = encrypted(ec2_backend(HOME), new_source(east))
     sent: list[dict[str, Any]] = []
     aws.ec2(WEST).meta.events.register(
         "provide-client-params.ec2.CopyImage", lambda params, **_: sent.append(dict(params))
@@ -482,32 +490,19 @@ def test_a_malformed_message_fails_alone_and_reaches_the_dlq(
 # ------------------------------------------------------------------ failed copies (ImageEventsFunction)
 
 
-def failed_event(event: Callable[[str], dict[str, Any]], image_id: str, region: str, message: str) -> dict[str, Any]:
-    e = copy.deepcopy(event("ami_failed_copy.json"))
-    e["region"] = region
-    e["resources"] = [f"arn:aws:ec2:{region}::image/{image_id}"]
-    e["detail"]["ImageId"] = image_id
-    e["detail"]["ErrorMessage"] = message
-    return e
-
-
-def test_a_failed_copy_event_is_recorded_on_the_source(aws: Aws, settings_for: Any, east: Any, event: Any) -> None:
+def test_a_failed_copy_event_is_recorded_on_the_source(
+    aws: Aws, settings_for: Any, east: Any, available_event: Event, ec2_backend: Any
+) -> None:
     settings = settings_for()
     source = new_source(east)
     east.create_tags(Resources=[source], Tags=[{"Key": f"{P}:copies", "Value": f"{EU}=ami-0aaaaaaaaaaaaaaa1"}])
-    west = aws.ec2(WEST)
-    lineage = [{"Key": f"{P}:source-image", "Value": source}, {"Key": f"{P}:source-region", "Value": HOME}]
-    copy_id = west.copy_image(
-        SourceImageId=source,
-        SourceRegion=HOME,
-        Name="web-1",
-        TagSpecifications=[{"ResourceType": "image", "Tags": lineage}],
-    )["ImageId"]
+    copy_id = copy_with_lineage(aws.ec2(WEST), source)
     ec2_backend(WEST).amis[copy_id].state = "failed"
 
     message = "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
     outcome = handle_event(
-        failed_event(event, copy_id, WEST, message), Deps.create(settings, aws, datetime.now(UTC), ACCOUNT)
+        available_event(copy_id, WEST, sample="ami_failed_copy.json", ErrorMessage=message),
+        Deps.create(settings, aws, datetime.now(UTC), ACCOUNT_ID),
     )
     assert outcome.status == "recorded"
     assert outcome.reason.startswith(f"copy {copy_id} of {source} ({HOME}) failed: Client.InvalidKMSKey")
@@ -518,14 +513,15 @@ def test_a_failed_copy_event_is_recorded_on_the_source(aws: Aws, settings_for: A
     assert metric("CopiesFailed") == 1
 
 
-def test_a_failed_image_that_is_not_our_copy_is_only_noted(aws: Aws, settings_for: Any, event: Any) -> None:
+def test_a_failed_image_that_is_not_our_copy_is_only_noted(aws: Aws, settings_for: Any, available_event: Event) -> None:
     settings = settings_for()
     west = aws.ec2(WEST)
     image_id = create_image(west, "built-here")
     assert record_failed_copy(Deps.create(settings, aws), WEST, image_id, "boom") is None
     assert record_failed_copy(Deps.create(settings, aws), WEST, "ami-0123456789abcdef0", "boom") is None  # unknown
     outcome = handle_event(
-        failed_event(event, image_id, WEST, "boom"), Deps.create(settings, aws, datetime.now(UTC), ACCOUNT)
+        available_event(image_id, WEST, sample="ami_failed_copy.json", ErrorMessage="boom"),
+        Deps.create(settings, aws, datetime.now(UTC), ACCOUNT_ID),
     )
     assert outcome.reason == "image failed: boom" and metric("CopiesFailed") == 0
 
@@ -535,14 +531,7 @@ def test_a_failed_copy_does_not_overwrite_a_newer_copy_recorded_for_its_region(
 ) -> None:
     settings = settings_for()
     source = new_source(east)
-    west = aws.ec2(WEST)
-    lineage = [{"Key": f"{P}:source-image", "Value": source}, {"Key": f"{P}:source-region", "Value": HOME}]
-    old = west.copy_image(
-        SourceImageId=source,
-        SourceRegion=HOME,
-        Name="web-1",
-        TagSpecifications=[{"ResourceType": "image", "Tags": lineage}],
-    )["ImageId"]
+    old = copy_with_lineage(aws.ec2(WEST), source)
     east.create_tags(Resources=[source], Tags=[{"Key": f"{P}:copies", "Value": f"{WEST}=ami-0bbbbbbbbbbbbbbb2"}])
     note = record_failed_copy(Deps.create(settings, aws), WEST, old, "boom")
     assert note is not None and "left as is" in note
@@ -552,16 +541,8 @@ def test_a_failed_copy_does_not_overwrite_a_newer_copy_recorded_for_its_region(
 # ------------------------------------------------------------------ end to end through both handlers
 
 
-def available_event(event: Callable[[str], dict[str, Any]], image_id: str, region: str) -> dict[str, Any]:
-    e = copy.deepcopy(event("ami_available.json"))
-    e["region"] = region
-    e["resources"] = [f"arn:aws:ec2:{region}::image/{image_id}"]
-    e["detail"]["ImageId"] = image_id
-    return e
-
-
 def test_new_image_to_copies_through_image_events_and_replicator_handlers(
-    aws: Aws, queue: Queue, east: Any, event: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    aws: Aws, queue: Queue, east: Any, available_event: Event, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from functions.image_events.app import lambda_handler as image_events
     from functions.replicator.app import lambda_handler as replicator
@@ -570,7 +551,7 @@ def test_new_image_to_copies_through_image_events_and_replicator_handlers(
     monkeypatch.setenv("COPY_QUEUE_URL", queue.url)
     image_id = create_image(east, "web-2026-11-25-10")
 
-    out = image_events(available_event(event, image_id, HOME), lambda_context)
+    out = image_events(available_event(image_id, HOME), lambda_context)
     assert out["status"] == "tagged" and out["copies_requested"] == [WEST, EU]
 
     messages = queue.receive()
@@ -593,7 +574,7 @@ def test_new_image_to_copies_through_image_events_and_replicator_handlers(
             assert tags_of(aws.ec2(region), snap) == copy_tags
 
         # The copy's own `available` event: tagged already, and never replicated again.
-        copy_out = image_events(available_event(event, copy_image["ImageId"], region), lambda_context)
+        copy_out = image_events(available_event(copy_image["ImageId"], region), lambda_context)
         assert copy_out["status"] == "tagged" and "copies_requested" not in copy_out
         assert any("copies are not replicated" in note for note in copy_out["copy_notes"])
     assert sorted(source_tags[f"{P}:copies"].split(",")) == sorted(

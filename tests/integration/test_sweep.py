@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from ami_lifecycle.aws.clients import Aws
 from ami_lifecycle.aws.ec2 import Ec2
@@ -29,10 +28,14 @@ from ami_lifecycle.services.sweep import sweep
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids
 
-from tests.conftest import ACCOUNT_ID, FakeLambdaContext
+from tests.conftest import ACCOUNT_ID, FakeLambdaContext, LocalAws
 
 P = "ami-lifecycle"
 EAST, WEST = "us-east-1", "us-west-2"
+# The fixtures' factories (tests/conftest.py, tests/integration/conftest.py).
+Build = Callable[..., str]  # managed, register_on_snapshot: the new image's id
+Entries = Callable[..., dict[str, dict[str, Any]]]
+Run = Callable[..., Report]
 
 
 @pytest.fixture
@@ -41,87 +44,12 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings(replica_regions=(WEST,), manage_new_images=False)
 
 
-@pytest.fixture
-def now() -> datetime:
-    # moto's clock is the real one (deprecation times are checked against it).
-    return datetime.now(UTC)
-
-
-_AWS: list[Aws] = []
-
-
-def aws(config: Any = None) -> Aws:
-    """One boto3 session for the whole module: botocore parses the (large) EC2 model once."""
-    if not _AWS:
-        _AWS.append(Aws(boto3.Session()))
-    return _AWS[0] if config is None else Aws(_AWS[0].session, config)
-
-
-def client(service: str, region: str = EAST) -> Any:
-    return aws().client(service, region)
-
-
-def managed(
-    ec2: Any,
-    name: str,
-    now: datetime,
-    *,
-    expired: bool = True,
-    family: str | None = None,
-    keep_latest: str | None = "0",
-    age_days: int = 100,
-    tags: dict[str, str | None] | None = None,
-) -> str:
-    """A managed image, tagged as the tool tags one (image and snapshots), `age_days` old."""
-    lifecycle: dict[str, str | None] = {
-        f"{P}:managed": "true",
-        f"{P}:retention": "90d",
-        f"{P}:expires-at": format_instant(now + (timedelta(days=-1) if expired else timedelta(days=30))),
-        f"{P}:family": family or name,
-        f"{P}:keep-latest": keep_latest,
-    }
-    lifecycle.update(tags or {})
-    final = {k: v for k, v in lifecycle.items() if v is not None}
-    image_id = create_image(ec2, name, tags=final, created=now - timedelta(days=age_days))
-    # Straight into moto's backend (one API call less per image: the fleet is rebuilt for every test).
-    region = ec2.meta.region_name
-    backend(region).create_tags([snapshot_of(region, image_id)], {k: v for k, v in final.items() if k.startswith(P)})
-    return image_id
-
-
-def backend(region: str) -> Any:
-    from moto.ec2.models import ec2_backends
-
-    return ec2_backends[ACCOUNT_ID][region]
-
-
-def snapshot_of(region: str, image_id: str) -> str:
-    return str(backend(region).amis[image_id].ebs_snapshot.id)
-
-
-def register_on(ec2: Any, name: str, snapshot_id: str, tags: dict[str, str] | None = None) -> str:
-    image_id = str(
-        ec2.register_image(
-            Name=name,
-            RootDeviceName="/dev/xvda",
-            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot_id}}],
-        )["ImageId"]
-    )
-    if tags:
-        ec2.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-    return image_id
-
-
 def registered(ec2: Any) -> set[str]:
     return {i["ImageId"] for i in ec2.describe_images(Owners=["self"], IncludeDisabled=True)["Images"]}
 
 
 def snapshots(ec2: Any) -> set[str]:
     return {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
-
-
-def entries(report: Report, region: str = EAST) -> dict[str, dict[str, Any]]:
-    return {e["image_id"]: e for e in report.to_dict()["regions"][region]["images"]}
 
 
 @dataclass
@@ -140,8 +68,8 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(moto_aws: None, now: datetime) -> Fleet:
-    ec2, west = client("ec2"), client("ec2", WEST)
+def fleet(moto_aws: LocalAws, now: datetime, managed: Build, register_on_snapshot: Build) -> Fleet:
+    ec2, west = moto_aws.ec2(), moto_aws.ec2(WEST)
     f = Fleet()
 
     def add(role: str, image_id: str, reason: str | None = None) -> None:
@@ -173,13 +101,13 @@ def fleet(moto_aws: None, now: datetime) -> Fleet:
     f.keep[f["web-1"]] = "keep-latest"
     # One snapshot, two images: the expired one goes, the snapshot stays for the fresh one.
     add("shares-snapshot", managed(ec2, "shares-snapshot", now))
-    f.shared_snapshot = snapshot_of(EAST, f["shares-snapshot"])
+    f.shared_snapshot = snapshot_ids(ec2, f["shares-snapshot"])[0]
     sharer_tags = {f"{P}:managed": "true", f"{P}:expires-at": format_instant(now + timedelta(days=9))}
-    add("snapshot-sharer", register_on(ec2, "snapshot-sharer", f.shared_snapshot, sharer_tags), "not-expired")
+    add("snapshot-sharer", register_on_snapshot(ec2, "snapshot-sharer", f.shared_snapshot, sharer_tags), "not-expired")
     # An expired managed image whose snapshot an unmanaged image also uses.
     add("shares-with-unmanaged", managed(ec2, "shares-with-unmanaged", now))
-    f.unmanaged_shared_snapshot = snapshot_of(EAST, f["shares-with-unmanaged"])
-    f.untouched.add(register_on(ec2, "unmanaged-sharer", f.unmanaged_shared_snapshot))
+    f.unmanaged_shared_snapshot = snapshot_ids(ec2, f["shares-with-unmanaged"])[0]
+    f.untouched.add(register_on_snapshot(ec2, "unmanaged-sharer", f.unmanaged_shared_snapshot))
     # Never listed: no P:managed=true.
     f.untouched.add(create_image(ec2, "unmanaged", created=now - timedelta(days=400)))
     f.untouched.add(create_image(ec2, "opted-out", tags={f"{P}:managed": "false"}, created=now - timedelta(days=400)))
@@ -188,7 +116,7 @@ def fleet(moto_aws: None, now: datetime) -> Fleet:
     ec2.run_instances(ImageId=f["instance"], MinCount=1, MaxCount=1)
     ec2.create_launch_template(LaunchTemplateName="web-template", LaunchTemplateData={"ImageId": f["old-lt-version"]})
     ec2.create_launch_template_version(LaunchTemplateName="web-template", LaunchTemplateData={"ImageId": f["fresh"]})
-    client("autoscaling").create_launch_configuration(
+    moto_aws.client("autoscaling").create_launch_configuration(
         LaunchConfigurationName="web-lc", ImageId=f["launch-config"], InstanceType="t3.micro"
     )
     ec2.enable_image_deregistration_protection(ImageId=f["protected"])
@@ -200,29 +128,24 @@ def fleet(moto_aws: None, now: datetime) -> Fleet:
 
 
 @pytest.fixture
-def small(moto_aws: None, now: datetime) -> Fleet:
+def small(moto_aws: LocalAws, now: datetime, managed: Build) -> Fleet:
     """One expired and one fresh managed image in each region: for tests about the machinery."""
     f = Fleet()
     for region in (EAST, WEST):
-        ec2 = client("ec2", region)
+        ec2 = moto_aws.ec2(region)
         f.ids[f"{region}-expired"] = managed(ec2, "expired", now)
         f.ids[f"{region}-fresh"] = managed(ec2, "fresh", now, expired=False)
         f.retire.add(f[f"{region}-expired"])
     return f
 
 
-def run(settings: Settings, now: datetime, budget: Budget | None = None, **kw: Any) -> Report:
-    deps = Deps.create(settings, aws(), now, ACCOUNT_ID)
-    return sweep(replace(deps, budget=budget) if budget else deps, **kw)
-
-
 # ---------------------------------------------------------------- the rule on a real fleet
 
 
 def test_the_sweep_retires_exactly_the_expired_images_and_explains_every_kept_one(
-    fleet: Fleet, settings: Settings, now: datetime
+    fleet: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws, entries: Entries, run_sweep: Run
 ) -> None:
-    ec2, west = client("ec2"), client("ec2", WEST)
+    ec2, west = moto_aws.ec2(), moto_aws.ec2(WEST)
     retired_snapshots = {
         s
         for role in ("expired", "disabled", "web-2", "web-3", "retention-only")
@@ -230,7 +153,7 @@ def test_the_sweep_retires_exactly_the_expired_images_and_explains_every_kept_on
     } | set(snapshot_ids(west, fleet["west-expired"]))
     before_east, before_west = registered(ec2), registered(west)
 
-    report = run(settings, now)
+    report = run_sweep(settings, now)
 
     assert before_east - registered(ec2) | (before_west - registered(west)) == fleet.retire
     assert fleet.untouched <= registered(ec2)
@@ -284,10 +207,10 @@ def test_the_sweep_retires_exactly_the_expired_images_and_explains_every_kept_on
 
 
 def test_the_sweep_costs_one_listing_one_reference_check_and_one_call_per_retired_image(
-    fleet: Fleet, settings: Settings, now: datetime
+    fleet: Fleet, settings: Settings, now: datetime, run_sweep: Run
 ) -> None:
     motoext.reset_calls()
-    report = run(settings, now, regions=[EAST])
+    report = run_sweep(settings, now, regions=[EAST])
     calls = motoext.calls_by_region()[EAST]
     assert calls["DescribeImages"] == 1
     assert calls["DeregisterImage"] == report.totals.retired == 7
@@ -301,9 +224,9 @@ def test_the_sweep_costs_one_listing_one_reference_check_and_one_call_per_retire
 
 @pytest.mark.parametrize("way", ["image-references", "resource-listing"])
 def test_both_ways_of_checking_use_find_the_same_references(
-    fleet: Fleet, settings: Settings, now: datetime, way: Any
+    fleet: Fleet, settings: Settings, now: datetime, way: Any, entries: Entries, run_sweep: Run
 ) -> None:
-    report = run(settings, now, regions=[EAST], in_use_way=way, dry_run=True)
+    report = run_sweep(settings, now, regions=[EAST], in_use_way=way, dry_run=True)
     out = entries(report)
     assert report.regions[EAST].notes["in_use_check"]["way"] == way
     in_use = {i for i, e in out.items() if e["reason"] == "in-use"}
@@ -311,13 +234,13 @@ def test_both_ways_of_checking_use_find_the_same_references(
 
 
 def test_many_candidates_and_few_templates_list_the_resources_instead(
-    moto_aws: None, settings: Settings, now: datetime
+    moto_aws: LocalAws, settings: Settings, now: datetime, entries: Entries, managed: Build, run_sweep: Run
 ) -> None:
-    ec2 = client("ec2")
+    ec2 = moto_aws.ec2()
     ids = [managed(ec2, f"bulk-{n}", now) for n in range(61)]
     ec2.run_instances(ImageId=ids[0], MinCount=1, MaxCount=1)
     motoext.reset_calls()
-    report = run(settings, now, regions=[EAST], dry_run=True)
+    report = run_sweep(settings, now, regions=[EAST], dry_run=True)
     note = report.regions[EAST].notes["in_use_check"]
     # 7 DescribeImageReferences calls versus 5 listing calls (no templates): DescribeInstances,
     # DescribeLaunchTemplates, DescribeParameters, ListImageRecipes, ListContainerRecipes.
@@ -330,10 +253,10 @@ def test_many_candidates_and_few_templates_list_the_resources_instead(
 
 
 def test_when_describe_image_references_fails_the_resources_are_listed(
-    fleet: Fleet, settings: Settings, now: datetime
+    fleet: Fleet, settings: Settings, now: datetime, entries: Entries, run_sweep: Run
 ) -> None:
     motoext.inject_error("DescribeImageReferences", "UnsupportedOperation", "not in this region")
-    report = run(settings, now, regions=[EAST], dry_run=True)
+    report = run_sweep(settings, now, regions=[EAST], dry_run=True)
     note = report.regions[EAST].notes["in_use_check"]
     assert note["way"] == "resource-listing" and "UnsupportedOperation" in note["fallback"]
     assert {i for i, e in entries(report).items() if e["reason"] == "in-use"} == {
@@ -347,13 +270,13 @@ def test_when_describe_image_references_fails_the_resources_are_listed(
 
 
 def test_dry_run_changes_nothing_and_reports_the_same_decisions(
-    fleet: Fleet, settings: Settings, now: datetime
+    fleet: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws, entries: Entries, run_sweep: Run
 ) -> None:
-    ec2, west = client("ec2"), client("ec2", WEST)
+    ec2, west = moto_aws.ec2(), moto_aws.ec2(WEST)
     state = (registered(ec2), registered(west), snapshots(ec2), snapshots(west))
     motoext.reset_calls()
 
-    dry = run(settings, now, dry_run=True)
+    dry = run_sweep(settings, now, dry_run=True)
 
     assert (registered(ec2), registered(west), snapshots(ec2), snapshots(west)) == state
     calls = motoext.calls()
@@ -362,7 +285,7 @@ def test_dry_run_changes_nothing_and_reports_the_same_decisions(
     assert dry.dry_run and dry.to_dict()["dry_run"] is True
     assert entries(dry)[fleet["expired"]]["outcome"] == "would retire"
 
-    real = run(settings, now)
+    real = run_sweep(settings, now)
     for region in (EAST, WEST):
         d, r = entries(dry, region), entries(real, region)
         assert {i: (e["decision"], e["reason"]) for i, e in d.items()} == {
@@ -377,32 +300,36 @@ def test_dry_run_changes_nothing_and_reports_the_same_decisions(
 
 
 def test_dry_run_defaults_to_the_stacks_setting(
-    small: Fleet, make_settings: Callable[..., Settings], now: datetime
+    small: Fleet, make_settings: Callable[..., Settings], now: datetime, moto_aws: LocalAws, run_sweep: Run
 ) -> None:
-    report = run(make_settings(dry_run=True), now)
-    assert report.dry_run and report.totals.retired == 1 and small[f"{EAST}-expired"] in registered(client("ec2"))
+    report = run_sweep(make_settings(dry_run=True), now)
+    assert report.dry_run and report.totals.retired == 1 and small[f"{EAST}-expired"] in registered(moto_aws.ec2())
 
 
 # ---------------------------------------------------------------- failures
 
 
-def test_an_unreachable_region_does_not_stop_the_others(small: Fleet, settings: Settings, now: datetime) -> None:
+def test_an_unreachable_region_does_not_stop_the_others(
+    small: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws, run_sweep: Run
+) -> None:
     motoext.set_faults(unreachable_regions={WEST})
-    report = run(settings, now, regions=[WEST, EAST])
+    report = run_sweep(settings, now, regions=[WEST, EAST])
     assert report.regions[WEST].status == "failed"
     assert "OptInRequired" in str(report.regions[WEST].error)
     assert report.regions[EAST].status == "complete"
-    assert small[f"{EAST}-expired"] not in registered(client("ec2"))
+    assert small[f"{EAST}-expired"] not in registered(moto_aws.ec2())
     assert report.status == "partial" and report.totals.errors == 1
     assert report.to_dict()["regions"][WEST]["error"].startswith("OptInRequired")
 
 
-def test_throttling_past_the_retries_fails_only_that_region(small: Fleet, settings: Settings, now: datetime) -> None:
+def test_throttling_past_the_retries_fails_only_that_region(
+    small: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws
+) -> None:
     motoext.inject_error("DescribeImages", "RequestLimitExceeded", "Request limit exceeded.", times=100, region=WEST)
     # No client-side retries here: the test is about what happens once they are exhausted.
     from botocore.config import Config
 
-    report = sweep(Deps.create(settings, aws(Config(retries={"total_max_attempts": 1})), now, ACCOUNT_ID))
+    report = sweep(Deps.create(settings, moto_aws.aws(Config(retries={"total_max_attempts": 1})), now, ACCOUNT_ID))
     assert report.regions[WEST].status == "failed" and "RequestLimitExceeded" in str(report.regions[WEST].error)
     assert report.regions[EAST].status == "complete" and report.regions[EAST].totals.retired == 1
 
@@ -412,7 +339,7 @@ class Crash(BaseException):
 
 
 def test_a_sweep_that_crashed_after_a_deregistration_finishes_on_retry_without_orphans(
-    fleet: Fleet, settings: Settings, now: datetime, monkeypatch: pytest.MonkeyPatch
+    fleet: Fleet, settings: Settings, now: datetime, monkeypatch: pytest.MonkeyPatch, moto_aws: LocalAws, run_sweep: Run
 ) -> None:
     original = Ec2.deregister
     done: list[str] = []
@@ -424,13 +351,13 @@ def test_a_sweep_that_crashed_after_a_deregistration_finishes_on_retry_without_o
 
     monkeypatch.setattr(Ec2, "deregister", crash_after_first)
     with pytest.raises(Crash):
-        run(settings, now, regions=[EAST])
+        run_sweep(settings, now, regions=[EAST])
     assert len(done) == 1 and done[0] in fleet.retire
     monkeypatch.setattr(Ec2, "deregister", original)
 
-    report = run(settings, now, regions=[EAST])
+    report = run_sweep(settings, now, regions=[EAST])
 
-    ec2 = client("ec2")
+    ec2 = moto_aws.ec2()
     east_retire = fleet.retire - {fleet["west-expired"]}
     assert not east_retire & registered(ec2)
     assert report.totals.retired == len(east_retire) - 1  # the first one was already gone
@@ -447,7 +374,7 @@ def test_a_sweep_that_crashed_after_a_deregistration_finishes_on_retry_without_o
 
 
 def test_a_failed_snapshot_deletion_is_an_error_and_a_deregistration_failure_keeps_the_image(
-    fleet: Fleet, settings: Settings, now: datetime, monkeypatch: pytest.MonkeyPatch
+    fleet: Fleet, settings: Settings, now: datetime, monkeypatch: pytest.MonkeyPatch, entries: Entries, run_sweep: Run
 ) -> None:
     original = Ec2.deregister
 
@@ -460,7 +387,7 @@ def test_a_failed_snapshot_deletion_is_an_error_and_a_deregistration_failure_kee
         return results
 
     monkeypatch.setattr(Ec2, "deregister", partly)
-    report = run(settings, now, regions=[EAST])
+    report = run_sweep(settings, now, regions=[EAST])
     out = entries(report)
     assert out[fleet["expired"]]["outcome"] == "failed" and "InvalidParameter" in out[fleet["expired"]]["errors"][0]
     assert out[fleet["disabled"]]["outcome"] == "retired"
@@ -487,12 +414,14 @@ class Orphans:
 
 
 @pytest.fixture
-def orphans(moto_aws: None, now: datetime) -> Orphans:
+def orphans(
+    moto_aws: LocalAws, now: datetime, managed: Build, register_on_snapshot: Build, ec2_backend: Callable[..., Any]
+) -> Orphans:
     """Managed snapshots whose image is gone, and snapshots that look like orphans but are not ours to delete."""
-    ec2 = client("ec2")
+    ec2 = moto_aws.ec2()
 
     def age(snapshot_id: str, days: float = 2) -> None:
-        snap = backend(EAST).snapshots[snapshot_id]
+        snap = ec2_backend(EAST).snapshots[snapshot_id]
         snap.start_time = snap.start_time - timedelta(days=days)
 
     def deregistered(
@@ -504,7 +433,7 @@ def orphans(moto_aws: None, now: datetime) -> Orphans:
         tags: dict[str, str | None] | None = None,
     ) -> tuple[str, str]:
         image_id = managed(ec2, name, now, expired=expired, tags=tags) if is_managed else create_image(ec2, name)
-        snapshot = snapshot_of(EAST, image_id)
+        snapshot = snapshot_ids(ec2, image_id)[0]
         ec2.deregister_image(ImageId=image_id)  # without its snapshots: console, an older tool, ...
         if old:
             age(snapshot)
@@ -519,8 +448,8 @@ def orphans(moto_aws: None, now: datetime) -> Orphans:
     _, future = deregistered("future", expired=False)  # P:expires-at still ahead: kept
     _, forever = deregistered("forever", tags={f"{P}:expires-at": None, f"{P}:retention": "forever"})
     still_used_image = managed(ec2, "still-used", now, expired=False)
-    still_used = snapshot_of(EAST, still_used_image)
-    register_on(ec2, "unmanaged-user", still_used)  # an unmanaged image uses it
+    still_used = snapshot_ids(ec2, still_used_image)[0]
+    register_on_snapshot(ec2, "unmanaged-user", still_used)  # an unmanaged image uses it
     ec2.deregister_image(ImageId=still_used_image)
     age(still_used)
     volume = ec2.create_volume(AvailabilityZone=f"{EAST}a", Size=8)["VolumeId"]
@@ -536,7 +465,12 @@ def orphans(moto_aws: None, now: datetime) -> Orphans:
 
 
 def test_only_orphaned_managed_snapshots_are_deleted(
-    orphans: Orphans, settings: Settings, now: datetime, monkeypatch: pytest.MonkeyPatch
+    orphans: Orphans,
+    settings: Settings,
+    now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+    moto_aws: LocalAws,
+    run_sweep: Run,
 ) -> None:
     # moto has no ListImagesInRecycleBin: the gateway's answer is stubbed (one image is in the bin).
     asked: list[list[str]] = []
@@ -546,15 +480,15 @@ def test_only_orphaned_managed_snapshots_are_deleted(
         return {orphans.in_bin_image} & set(image_ids)
 
     monkeypatch.setattr(Ec2, "images_in_recycle_bin", in_recycle_bin)
-    ec2 = client("ec2")
-    dry = run(settings, now, regions=[EAST], dry_run=True)
+    ec2 = moto_aws.ec2()
+    dry = run_sweep(settings, now, regions=[EAST], dry_run=True)
     assert {s["snapshot_id"]: s["outcome"] for s in dry.regions[EAST].snapshots} == {
         orphans.orphan: "would delete (orphaned)",
         orphans.in_bin: "kept: its image is in the Recycle Bin",
     }
     assert orphans.orphan in snapshots(ec2)
 
-    report = run(settings, now, regions=[EAST])
+    report = run_sweep(settings, now, regions=[EAST])
     records = {r["snapshot_id"]: r for r in report.regions[EAST].snapshots}
     assert records == {
         orphans.orphan: {
@@ -575,24 +509,26 @@ def test_only_orphaned_managed_snapshots_are_deleted(
 
 
 def test_orphaned_snapshots_stay_when_the_recycle_bin_cannot_be_checked(
-    orphans: Orphans, settings: Settings, now: datetime
+    orphans: Orphans, settings: Settings, now: datetime, moto_aws: LocalAws, run_sweep: Run
 ) -> None:
     # An unanswered safety check deletes nothing (and moto does not implement ListImagesInRecycleBin).
     motoext.inject_error("ListImagesInRecycleBin", "UnauthorizedOperation", "not allowed", times=5)
-    report = run(settings, now, regions=[EAST])
+    report = run_sweep(settings, now, regions=[EAST])
     assert report.regions[EAST].status == "complete" and report.regions[EAST].snapshots == []
     note = report.regions[EAST].notes["orphan_snapshots_left"]
     assert "Recycle Bin could not be checked" in note and "UnauthorizedOperation" in note
-    assert {orphans.orphan, orphans.in_bin} <= snapshots(client("ec2"))
+    assert {orphans.orphan, orphans.in_bin} <= snapshots(moto_aws.ec2())
 
 
-def test_a_shared_orphaned_snapshot_is_kept(orphans: Orphans, settings: Settings, now: datetime) -> None:
+def test_a_shared_orphaned_snapshot_is_kept(
+    orphans: Orphans, settings: Settings, now: datetime, moto_aws: LocalAws, run_sweep: Run
+) -> None:
     # Another account may have registered an image on it: createVolumePermission keeps it.
-    ec2 = client("ec2")
+    ec2 = moto_aws.ec2()
     ec2.modify_snapshot_attribute(
         SnapshotId=orphans.orphan, Attribute="createVolumePermission", OperationType="add", UserIds=["222222222222"]
     )
-    report = run(settings, now, regions=[EAST])
+    report = run_sweep(settings, now, regions=[EAST])
     records = {r["snapshot_id"]: r["outcome"] for r in report.regions[EAST].snapshots}
     assert records[orphans.orphan] == "kept: shared with another account (createVolumePermission)"
     # The unshared one beside it (moto's Recycle Bin is empty, so it is a plain orphan) still goes.
@@ -602,13 +538,13 @@ def test_a_shared_orphaned_snapshot_is_kept(orphans: Orphans, settings: Settings
 
 
 def test_an_orphaned_snapshot_whose_sharing_cannot_be_read_is_kept(
-    orphans: Orphans, settings: Settings, now: datetime
+    orphans: Orphans, settings: Settings, now: datetime, moto_aws: LocalAws, run_sweep: Run
 ) -> None:
     motoext.inject_error("DescribeSnapshotAttribute", "UnauthorizedOperation", "not allowed", times=5)
-    report = run(settings, now, regions=[EAST])
+    report = run_sweep(settings, now, regions=[EAST])
     records = {r["snapshot_id"]: r["outcome"] for r in report.regions[EAST].snapshots}
     assert records[orphans.orphan].startswith("kept: its sharing could not be checked (UnauthorizedOperation")
-    assert orphans.orphan in snapshots(client("ec2")) and report.totals.snapshots_deleted == 0
+    assert orphans.orphan in snapshots(moto_aws.ec2()) and report.totals.snapshots_deleted == 0
 
 
 # ---------------------------------------------------------------- time budget and continuation
@@ -626,18 +562,18 @@ class Clock:
 
 
 def test_out_of_time_mid_region_stops_cleanly_and_a_resweep_finishes(
-    fleet: Fleet, settings: Settings, now: datetime
+    fleet: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws, run_sweep: Run
 ) -> None:
     # Plenty of time for the listing and a few retirements, then below the safety margin.
     clock = Clock(start_ms=SAFETY_MARGIN_MS + 5_500, step_ms=1_000)
-    report = run(settings, now, budget=Budget(clock))
+    report = run_sweep(settings, now, budget=Budget(clock))
     assert report.regions[EAST].status == "incomplete"
     assert report.continuation == {"remaining_regions": [EAST, WEST]}
     assert 0 < report.totals.retired < 7 and report.status == "incomplete"
 
-    follow_up = run(settings, now, regions=report.continuation["remaining_regions"])
+    follow_up = run_sweep(settings, now, regions=report.continuation["remaining_regions"])
     assert follow_up.status == "complete"
-    assert not fleet.retire & (registered(client("ec2")) | registered(client("ec2", WEST)))
+    assert not fleet.retire & (registered(moto_aws.ec2()) | registered(moto_aws.ec2(WEST)))
     assert report.totals.retired + follow_up.totals.retired == 8
 
 
@@ -651,16 +587,18 @@ class FakeLambda:
 
 
 class AwsWithFakeLambda(Aws):
-    def __init__(self) -> None:
-        super().__init__(aws().session)
+    def __init__(self, local: LocalAws) -> None:
+        super().__init__(local.session)
         self.fake_lambda = FakeLambda()
 
     def client(self, service: str, region: str) -> Any:
         return self.fake_lambda if service == "lambda" else super().client(service, region)
 
 
-def test_the_handler_continues_in_an_asynchronous_follow_up(small: Fleet, settings: Settings, now: datetime) -> None:
-    aws = AwsWithFakeLambda()
+def test_the_handler_continues_in_an_asynchronous_follow_up(
+    small: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws
+) -> None:
+    aws = AwsWithFakeLambda(moto_aws)
     context = FakeLambdaContext(remaining_ms=SAFETY_MARGIN_MS - 1)
     out = sweep_module.handle({"dry_run": False}, Deps.create(settings, aws, now, ACCOUNT_ID, context=context))
     assert out["status"] == "incomplete" and out["regions"] == {}
@@ -668,11 +606,11 @@ def test_the_handler_continues_in_an_asynchronous_follow_up(small: Fleet, settin
     (call,) = aws.fake_lambda.invocations
     assert call["FunctionName"] == context.invoked_function_arn and call["InvocationType"] == "Event"
     assert json.loads(call["Payload"]) == {"regions": [EAST, WEST], "dry_run": False, "continuation": 1}
-    assert small[f"{EAST}-expired"] in registered(client("ec2"))  # nothing done without time
+    assert small[f"{EAST}-expired"] in registered(moto_aws.ec2())  # nothing done without time
 
 
-def test_the_chain_of_follow_ups_is_capped(small: Fleet, settings: Settings, now: datetime) -> None:
-    aws = AwsWithFakeLambda()
+def test_the_chain_of_follow_ups_is_capped(small: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws) -> None:
+    aws = AwsWithFakeLambda(moto_aws)
     context = FakeLambdaContext(remaining_ms=1)
     out = sweep_module.handle(
         {"regions": [EAST], "continuation": MAX_CHAIN}, Deps.create(settings, aws, now, context=context)
@@ -685,31 +623,33 @@ def test_the_chain_of_follow_ups_is_capped(small: Fleet, settings: Settings, now
 
 
 @pytest.fixture
-def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., dict[str, Any]]]:
+def handler(monkeypatch: pytest.MonkeyPatch, moto_aws: LocalAws) -> Iterator[Callable[..., dict[str, Any]]]:
     monkeypatch.setenv("AWS_REGION", EAST)
     monkeypatch.setenv("REPLICA_REGIONS", WEST)
     from ami_lifecycle import runtime
 
     from functions.retention_sweep.app import lambda_handler
 
-    monkeypatch.setattr(runtime, "aws", aws)  # the module's shared session: faster, same code path
+    monkeypatch.setattr(runtime, "aws", moto_aws.aws)  # the run's shared session: faster, same code path
 
     yield lambda event, context=None: lambda_handler(event, context or FakeLambdaContext())
 
 
-def test_handler_manual_dry_run_event(fleet: Fleet, handler: Any, event: Any, capsys: Any) -> None:
+def test_handler_manual_dry_run_event(fleet: Fleet, handler: Any, event: Any, capsys: Any, moto_aws: LocalAws) -> None:
     out = handler(event("sweep_manual.json"))
     assert out["dry_run"] is True and list(out["regions"]) == [EAST] and out["status"] == "complete"
-    assert out["totals"]["retired"] == 7 and fleet["expired"] in registered(client("ec2"))
+    assert out["totals"]["retired"] == 7 and fleet["expired"] in registered(moto_aws.ec2())
     emitted = capsys.readouterr().out
     assert '"SweepCompleted"' in emitted and '"ImagesRetirable"' in emitted and '"Reason"' in emitted
 
 
-def test_handler_scheduled_event_sweeps_every_sweep_region(fleet: Fleet, handler: Any, event: Any) -> None:
+def test_handler_scheduled_event_sweeps_every_sweep_region(
+    fleet: Fleet, handler: Any, event: Any, moto_aws: LocalAws
+) -> None:
     assert event("sweep_schedule.json") == {"source": "schedule"}
     out = handler(event("sweep_schedule.json"))
     assert out["dry_run"] is False and set(out["regions"]) == {EAST, WEST}
-    assert out["totals"]["retired"] == 8 and not fleet.retire & registered(client("ec2"))
+    assert out["totals"]["retired"] == 8 and not fleet.retire & registered(moto_aws.ec2())
     json.dumps(out)
 
 
@@ -727,22 +667,23 @@ def test_handler_scheduled_event_sweeps_every_sweep_region(fleet: Fleet, handler
     ],
 )
 def test_handler_refuses_a_bad_payload_and_changes_nothing(
-    moto_aws: None,
+    moto_aws: LocalAws,
     handler: Any,
     payload: dict[str, Any],
     message: str,
     now: datetime,
     capsys: Any,
     caplog: Any,
+    managed: Build,
 ) -> None:
-    expired = managed(client("ec2"), "expired", now)
+    expired = managed(moto_aws.ec2(), "expired", now)
     motoext.reset_calls()
     out = handler(payload)
     assert out == {"status": "refused", "error": out["error"]} and message in out["error"]
-    assert sum(motoext.calls().values()) == 0 and expired in registered(client("ec2"))
+    assert sum(motoext.calls().values()) == 0 and expired in registered(moto_aws.ec2())
     assert any(r.getMessage() == "sweep payload refused" and r.levelname == "ERROR" for r in caplog.records)
     assert '"SweepRefused"' in capsys.readouterr().out
 
 
-def test_handler_refuses_a_payload_that_is_not_an_object(moto_aws: None, handler: Any) -> None:
+def test_handler_refuses_a_payload_that_is_not_an_object(moto_aws: LocalAws, handler: Any) -> None:
     assert handler(["us-east-1"])["status"] == "refused"

@@ -127,9 +127,7 @@ def test_the_sweep_adopts_nothing_when_manage_new_images_is_false_and_nothing_fo
     assert motoext.calls().get("CreateTags", 0) == 0 and queued(aws, queue_url) == []
 
 
-def test_a_dry_run_sweep_says_it_would_adopt_and_changes_nothing(
-    aws: Aws, settings: Settings, queue_url: str
-) -> None:
+def test_a_dry_run_sweep_says_it_would_adopt_and_changes_nothing(aws: Aws, settings: Settings, queue_url: str) -> None:
     # Given an image whose event was missed
     ec2 = aws.ec2(EAST)
     missed = create_image(ec2, "api-1", created=datetime.now(UTC) - timedelta(days=4))

@@ -4,34 +4,21 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from ami_lifecycle_localaws import motoext
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from moto.core.base_backend import BackendDict
 from moto.server import ThreadedMotoServer
+
+from tests.conftest import LocalAws
 
 REGION = "us-east-1"
 OTHER = "eu-west-1"
-
-
-@pytest.fixture(autouse=True)
-def _fresh(_mocked_aws: None) -> Iterator[None]:
-    BackendDict.reset()
-    motoext.reset_calls()
-    motoext.clear_faults()
-    yield
-    motoext.clear_faults()
-
-
-def ec2(region: str = REGION, **config: Any) -> Any:
-    return boto3.client("ec2", region_name=region, config=Config(**config) if config else None)
+Clients = Callable[..., Any]  # the `ec2` and `imagebuilder` fixtures (tests/localaws/conftest.py)
 
 
 def image(client: Any, name: str = "base-image", **kwargs: Any) -> str:
@@ -56,13 +43,13 @@ def snapshot_of(client: Any, image_id: str) -> str:
 # --------------------------------------------------------------------------- install, CALLS
 
 
-def test_install_is_idempotent_and_calls_are_counted_per_region() -> None:
+def test_install_is_idempotent_and_calls_are_counted_per_region(ec2: Clients, local_aws: LocalAws) -> None:
     motoext.install()
     motoext.install()
     ec2().describe_images(Owners=["self"])
     ec2().describe_images(Owners=["self"])
     ec2(OTHER).describe_snapshots(OwnerIds=["self"])
-    boto3.client("sqs", region_name=OTHER).list_queues()
+    local_aws.client("sqs", OTHER).list_queues()
 
     assert motoext.calls() == {"DescribeImages": 2, "DescribeSnapshots": 1, "ListQueues": 1}
     assert motoext.calls_by_region() == {
@@ -77,7 +64,7 @@ def test_install_is_idempotent_and_calls_are_counted_per_region() -> None:
 # --------------------------------------------------------------------------- 1. deprecation
 
 
-def test_enable_and_disable_image_deprecation() -> None:
+def test_enable_and_disable_image_deprecation(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     at = (datetime.now(UTC) + timedelta(days=30)).replace(second=42, microsecond=0)
@@ -89,7 +76,7 @@ def test_enable_and_disable_image_deprecation() -> None:
     assert "DeprecationTime" not in describe(client, ami)
 
 
-def test_image_deprecation_in_the_past_is_invalid() -> None:
+def test_image_deprecation_in_the_past_is_invalid(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     with pytest.raises(ClientError) as excinfo:
@@ -97,13 +84,13 @@ def test_image_deprecation_in_the_past_is_invalid() -> None:
     assert error(excinfo) == ("InvalidParameterValue", 400)
 
 
-def test_image_deprecation_of_unknown_image_is_not_found() -> None:
+def test_image_deprecation_of_unknown_image_is_not_found(ec2: Clients) -> None:
     with pytest.raises(ClientError) as excinfo:
         ec2().enable_image_deprecation(ImageId="ami-0123456789abcdef0", DeprecateAt=datetime(2100, 1, 1))
     assert error(excinfo) == ("InvalidAMIID.NotFound", 400)
 
 
-def test_owner_sees_own_deprecated_images(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_owner_sees_own_deprecated_images(monkeypatch: pytest.MonkeyPatch, ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     client.enable_image_deprecation(ImageId=ami, DeprecateAt=datetime.now(UTC) + timedelta(minutes=5))
@@ -115,7 +102,7 @@ def test_owner_sees_own_deprecated_images(monkeypatch: pytest.MonkeyPatch) -> No
 # --------------------------------------------------------------------------- 2. deregistration protection
 
 
-def test_deregistration_protection_blocks_deregister_until_disabled() -> None:
+def test_deregistration_protection_blocks_deregister_until_disabled(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     assert describe(client, ami)["DeregistrationProtection"] == "disabled"
@@ -134,7 +121,7 @@ def test_deregistration_protection_blocks_deregister_until_disabled() -> None:
     assert client.describe_images(Owners=["self"])["Images"] == []
 
 
-def test_deregistration_protection_cooldown_lasts_24_hours(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deregistration_protection_cooldown_lasts_24_hours(monkeypatch: pytest.MonkeyPatch, ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     client.enable_image_deregistration_protection(ImageId=ami, WithCooldown=True)
@@ -156,7 +143,7 @@ def test_deregistration_protection_cooldown_lasts_24_hours(monkeypatch: pytest.M
     client.deregister_image(ImageId=ami)
 
 
-def test_other_image_attributes_still_work() -> None:
+def test_other_image_attributes_still_work(ec2: Clients) -> None:
     client = ec2()
     ami = image(client, Description="hello")
     assert client.describe_image_attribute(ImageId=ami, Attribute="description")["Description"] == {"Value": "hello"}
@@ -165,7 +152,7 @@ def test_other_image_attributes_still_work() -> None:
 # --------------------------------------------------------------------------- 3. disable / enable
 
 
-def test_disabled_images_are_hidden_unless_include_disabled() -> None:
+def test_disabled_images_are_hidden_unless_include_disabled(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     client.modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"Group": "all"}]})
@@ -184,7 +171,7 @@ def test_disabled_images_are_hidden_unless_include_disabled() -> None:
 # --------------------------------------------------------------------------- 4. DescribeImages
 
 
-def test_describe_images_paginates_in_ceil_n_over_max_results_calls() -> None:
+def test_describe_images_paginates_in_ceil_n_over_max_results_calls(ec2: Clients) -> None:
     client = ec2()
     ids = {image(client, f"image-{i:02}") for i in range(12)}
     motoext.reset_calls()
@@ -197,19 +184,19 @@ def test_describe_images_paginates_in_ceil_n_over_max_results_calls() -> None:
 
 
 @pytest.mark.parametrize("max_results", [4, 1001])
-def test_describe_images_max_results_out_of_range(max_results: int) -> None:
+def test_describe_images_max_results_out_of_range(max_results: int, ec2: Clients) -> None:
     with pytest.raises(ClientError) as excinfo:
         ec2().describe_images(Owners=["self"], MaxResults=max_results)
     assert error(excinfo) == ("InvalidParameterValue", 400)
 
 
-def test_describe_images_rejects_a_bad_next_token() -> None:
+def test_describe_images_rejects_a_bad_next_token(ec2: Clients) -> None:
     with pytest.raises(ClientError) as excinfo:
         ec2().describe_images(Owners=["self"], MaxResults=5, NextToken="garbage")
     assert error(excinfo) == ("InvalidPaginationToken", 400)
 
 
-def test_pagination_and_deprecation_among_default_public_amis(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pagination_and_deprecation_among_default_public_amis(monkeypatch: pytest.MonkeyPatch, ec2: Clients) -> None:
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "true")
     client = ec2("us-west-2")
     amazon = client.describe_images(Owners=["amazon"], MaxResults=5)["Images"]
@@ -229,7 +216,7 @@ def test_pagination_and_deprecation_among_default_public_amis(monkeypatch: pytes
     assert describe(client, public)["ImageId"] == public
 
 
-def test_existing_filters_and_source_image_filter() -> None:
+def test_existing_filters_and_source_image_filter(ec2: Clients) -> None:
     client = ec2()
     src = image(client, "golden", TagSpecifications=[])
     client.create_tags(Resources=[src], Tags=[{"Key": "team", "Value": "a"}])
@@ -248,7 +235,7 @@ def test_existing_filters_and_source_image_filter() -> None:
 # --------------------------------------------------------------------------- 5. CreateImage snapshot tags
 
 
-def test_create_image_tags_image_and_snapshot() -> None:
+def test_create_image_tags_image_and_snapshot(ec2: Clients) -> None:
     client = ec2()
     base = image(client)
     instance = client.run_instances(ImageId=base, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
@@ -269,7 +256,7 @@ def test_create_image_tags_image_and_snapshot() -> None:
 # --------------------------------------------------------------------------- 6. CopyImage
 
 
-def test_copy_image_client_token_is_idempotent_per_destination_region() -> None:
+def test_copy_image_client_token_is_idempotent_per_destination_region(ec2: Clients) -> None:
     src = image(ec2(), Description="golden")
     dest = ec2(OTHER)
     first = dest.copy_image(SourceImageId=src, SourceRegion=REGION, Name="copy", ClientToken="tok-1")
@@ -286,7 +273,7 @@ def test_copy_image_client_token_is_idempotent_per_destination_region() -> None:
     assert error(excinfo) == ("IdempotentParameterMismatch", 400)
 
 
-def test_copy_image_copies_user_tags_then_applies_tag_specifications() -> None:
+def test_copy_image_copies_user_tags_then_applies_tag_specifications(ec2: Clients) -> None:
     client = ec2()
     src = image(client)
     client.create_tags(
@@ -314,9 +301,9 @@ def test_copy_image_copies_user_tags_then_applies_tag_specifications() -> None:
     assert snapshot["Tags"] == [{"Key": "copied-from", "Value": src}]
 
 
-def test_copy_image_encrypted_with_existing_kms_key() -> None:
+def test_copy_image_encrypted_with_existing_kms_key(ec2: Clients, local_aws: LocalAws) -> None:
     src = image(ec2())
-    key = boto3.client("kms", region_name=OTHER).create_key()["KeyMetadata"]
+    key = local_aws.client("kms", OTHER).create_key()["KeyMetadata"]
     dest = ec2(OTHER)
     copy = dest.copy_image(SourceImageId=src, SourceRegion=REGION, Name="copy", Encrypted=True, KmsKeyId=key["KeyId"])[
         "ImageId"
@@ -329,7 +316,7 @@ def test_copy_image_encrypted_with_existing_kms_key() -> None:
     assert (snapshot["Encrypted"], snapshot["KmsKeyId"]) == (True, key["Arn"])
 
 
-def test_copy_image_encrypted_with_default_ebs_key() -> None:
+def test_copy_image_encrypted_with_default_ebs_key(ec2: Clients) -> None:
     src = image(ec2())
     dest = ec2(OTHER)
     copy = dest.copy_image(SourceImageId=src, SourceRegion=REGION, Name="copy", Encrypted=True)["ImageId"]
@@ -339,17 +326,17 @@ def test_copy_image_encrypted_with_default_ebs_key() -> None:
     assert snapshot["KmsKeyId"].startswith(f"arn:aws:kms:{OTHER}:")
 
 
-def test_copy_image_kms_key_without_encrypted_is_invalid() -> None:
+def test_copy_image_kms_key_without_encrypted_is_invalid(ec2: Clients) -> None:
     src = image(ec2())
     with pytest.raises(ClientError) as excinfo:
         ec2(OTHER).copy_image(SourceImageId=src, SourceRegion=REGION, Name="copy", KmsKeyId="alias/whatever")
     assert error(excinfo) == ("InvalidParameterDependency", 400)
 
 
-def test_copy_image_with_unknown_kms_key_fails_asynchronously() -> None:
+def test_copy_image_with_unknown_kms_key_fails_asynchronously(ec2: Clients, local_aws: LocalAws) -> None:
     src = image(ec2())
     # A key of the *source* region is not a key of the destination region.
-    key_arn = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
+    key_arn = local_aws.client("kms", REGION).create_key()["KeyMetadata"]["Arn"]
     dest = ec2(OTHER)
     for key_id in (key_arn, "alias/does-not-exist", "1234abcd-12ab-34cd-56ef-1234567890ab"):
         copy = dest.copy_image(SourceImageId=src, SourceRegion=REGION, Name="copy", Encrypted=True, KmsKeyId=key_id)
@@ -358,7 +345,7 @@ def test_copy_image_with_unknown_kms_key_fails_asynchronously() -> None:
         assert described["StateReason"]["Code"] == "Client.InvalidKMSKey.InvalidState"
 
 
-def test_copy_image_of_missing_source_is_not_found() -> None:
+def test_copy_image_of_missing_source_is_not_found(ec2: Clients) -> None:
     deregistered = image(ec2())
     ec2().deregister_image(ImageId=deregistered)
     for source in ("ami-0123456789abcdef0", deregistered):
@@ -370,7 +357,7 @@ def test_copy_image_of_missing_source_is_not_found() -> None:
 # --------------------------------------------------------------------------- 7. DeregisterImage + snapshots
 
 
-def test_deregister_image_keeps_snapshots_by_default() -> None:
+def test_deregister_image_keeps_snapshots_by_default(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     snapshot = snapshot_of(client, ami)
@@ -379,7 +366,7 @@ def test_deregister_image_keeps_snapshots_by_default() -> None:
     assert client.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"]
 
 
-def test_deregister_image_deletes_associated_snapshots() -> None:
+def test_deregister_image_deletes_associated_snapshots(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     snapshot = snapshot_of(client, ami)
@@ -388,7 +375,7 @@ def test_deregister_image_deletes_associated_snapshots() -> None:
     assert [s["SnapshotId"] for s in client.describe_snapshots(OwnerIds=["self"])["Snapshots"]] == []
 
 
-def test_shared_snapshot_is_skipped_and_stays_in_use() -> None:
+def test_shared_snapshot_is_skipped_and_stays_in_use(ec2: Clients) -> None:
     client = ec2()
     first = image(client, "first")
     snapshot = snapshot_of(client, first)
@@ -414,7 +401,7 @@ def test_shared_snapshot_is_skipped_and_stays_in_use() -> None:
 # --------------------------------------------------------------------------- 8. DescribeImageReferences
 
 
-def test_describe_image_references_finds_instances_templates_and_parameters() -> None:
+def test_describe_image_references_finds_instances_templates_and_parameters(ec2: Clients, local_aws: LocalAws) -> None:
     client = ec2()
     used, unused = image(client, "used"), image(client, "unused")
     running = client.run_instances(ImageId=used, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
@@ -425,7 +412,7 @@ def test_describe_image_references_finds_instances_templates_and_parameters() ->
     template = client.create_launch_template(LaunchTemplateName="lt", LaunchTemplateData={"ImageId": used})
     template_id = template["LaunchTemplate"]["LaunchTemplateId"]
     client.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": unused})
-    boto3.client("ssm", region_name=REGION).put_parameter(Name="/golden/ami", Value=used, Type="String")
+    local_aws.client("ssm", REGION).put_parameter(Name="/golden/ami", Value=used, Type="String")
     account = "123456789012"
 
     refs = client.describe_image_references(ImageIds=[used, unused], IncludeAllResourceTypes=True)["ImageReferences"]
@@ -455,7 +442,7 @@ def test_describe_image_references_finds_instances_templates_and_parameters() ->
     assert [r["Arn"].rsplit("/", 1)[1] for r in only_running] == [running]
 
 
-def test_describe_image_references_paginates() -> None:
+def test_describe_image_references_paginates(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     client.run_instances(ImageId=ami, MinCount=7, MaxCount=7)
@@ -467,20 +454,20 @@ def test_describe_image_references_paginates() -> None:
     assert [len(p["ImageReferences"]) for p in pages] == [5, 2]
 
 
-def test_describe_image_references_allows_at_most_10_image_ids() -> None:
+def test_describe_image_references_allows_at_most_10_image_ids(ec2: Clients) -> None:
     ids = [f"ami-{i:017x}" for i in range(11)]
     with pytest.raises(ClientError) as excinfo:
         ec2().describe_image_references(ImageIds=ids, IncludeAllResourceTypes=True)
     assert error(excinfo) == ("InvalidParameterValue", 400)
 
 
-def test_describe_image_references_needs_resource_types() -> None:
+def test_describe_image_references_needs_resource_types(ec2: Clients) -> None:
     with pytest.raises(ClientError) as excinfo:
         ec2().describe_image_references(ImageIds=["ami-0123456789abcdef0"])
     assert error(excinfo) == ("MissingParameter", 400)
 
 
-def test_describe_image_references_rejects_bad_version_depth() -> None:
+def test_describe_image_references_rejects_bad_version_depth(ec2: Clients) -> None:
     with pytest.raises(ClientError) as excinfo:
         ec2().describe_image_references(
             ImageIds=["ami-0123456789abcdef0"],
@@ -497,7 +484,7 @@ def test_describe_image_references_rejects_bad_version_depth() -> None:
 # --------------------------------------------------------------------------- faults
 
 
-def test_throttling_hits_only_the_chosen_actions() -> None:
+def test_throttling_hits_only_the_chosen_actions(ec2: Clients) -> None:
     client = ec2(retries={"total_max_attempts": 1})
     motoext.set_faults(throttle_rate=1.0, actions={"DescribeImages"}, seed=7)
     with pytest.raises(ClientError) as excinfo:
@@ -511,7 +498,7 @@ def test_throttling_hits_only_the_chosen_actions() -> None:
     client.describe_images(Owners=["self"])
 
 
-def test_throttling_is_random_but_reproducible_with_a_seed() -> None:
+def test_throttling_is_random_but_reproducible_with_a_seed(ec2: Clients) -> None:
     client = ec2(retries={"total_max_attempts": 1})
 
     def outcomes() -> list[bool]:
@@ -530,14 +517,14 @@ def test_throttling_is_random_but_reproducible_with_a_seed() -> None:
     assert 0 < sum(first) < 20
 
 
-def test_botocore_retries_through_a_throttle() -> None:
+def test_botocore_retries_through_a_throttle(ec2: Clients) -> None:
     client = ec2(retries={"mode": "standard", "total_max_attempts": 3})
     motoext.inject_error("DescribeImages", "RequestLimitExceeded", "Request limit exceeded.", status=503)
     assert client.describe_images(Owners=["self"])["Images"] == []
     assert motoext.calls()["DescribeImages"] == 2
 
 
-def test_unreachable_region_answers_opt_in_required() -> None:
+def test_unreachable_region_answers_opt_in_required(ec2: Clients) -> None:
     motoext.set_faults(unreachable_regions={OTHER})
     with pytest.raises(ClientError) as excinfo:
         ec2(OTHER).describe_images(Owners=["self"])
@@ -545,7 +532,7 @@ def test_unreachable_region_answers_opt_in_required() -> None:
     assert ec2().describe_images(Owners=["self"])["Images"] == []
 
 
-def test_inject_error_fails_the_next_n_calls_of_an_action() -> None:
+def test_inject_error_fails_the_next_n_calls_of_an_action(ec2: Clients) -> None:
     src = image(ec2())
     dest = ec2(OTHER)
     motoext.inject_error("CopyImage", "ResourceLimitExceeded", "You have reached your quota.", times=2)
@@ -569,7 +556,7 @@ def test_inject_error_fails_the_next_n_calls_of_an_action() -> None:
 # --------------------------------------------------------------------------- over HTTP
 
 
-def test_extension_works_behind_threaded_moto_server() -> None:
+def test_extension_works_behind_threaded_moto_server(ec2: Clients) -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -577,7 +564,7 @@ def test_extension_works_behind_threaded_moto_server() -> None:
     try:
 
         def client(region: str) -> Any:
-            return boto3.client("ec2", region_name=region, endpoint_url=url)
+            return ec2(region, endpoint_url=url)
 
         src = image(client(REGION), "served")
         dest = client(OTHER)
@@ -596,25 +583,18 @@ def test_extension_works_behind_threaded_moto_server() -> None:
         server.stop()
 
 
-def test_recycle_bin_is_empty_without_rules_and_takes_at_most_20_ids() -> None:
-    import boto3
-    from ami_lifecycle_localaws import motoext
-    from botocore.exceptions import ClientError
-
+def test_recycle_bin_is_empty_without_rules_and_takes_at_most_20_ids(ec2: Clients) -> None:
     motoext.install()
     with mock_aws():
-        ec2 = boto3.client("ec2", region_name="us-east-1")
-        assert ec2.list_images_in_recycle_bin(ImageIds=["ami-0123456789abcdef0"])["Images"] == []
+        client = ec2("us-east-1")
+        assert client.list_images_in_recycle_bin(ImageIds=["ami-0123456789abcdef0"])["Images"] == []
         with pytest.raises(ClientError, match="InvalidParameterValue"):
-            ec2.list_images_in_recycle_bin(ImageIds=[f"ami-{i:017x}" for i in range(21)])
+            client.list_images_in_recycle_bin(ImageIds=[f"ami-{i:017x}" for i in range(21)])
 
 
-def test_describe_parameters_filters_on_data_type() -> None:
-    import boto3
-
-    ec2 = boto3.client("ec2", region_name="us-east-1")
-    ssm = boto3.client("ssm", region_name="us-east-1")
-    image_id = ec2.register_image(Name="golden", RootDeviceName="/dev/xvda")["ImageId"]
+def test_describe_parameters_filters_on_data_type(ec2: Clients, local_aws: LocalAws) -> None:
+    ssm = local_aws.client("ssm", "us-east-1")
+    image_id = ec2("us-east-1").register_image(Name="golden", RootDeviceName="/dev/xvda")["ImageId"]
     ssm.put_parameter(Name="/golden/ami", Value=image_id, Type="String", DataType="aws:ec2:image")
     ssm.put_parameter(Name="/golden/name", Value="golden", Type="String")
     images = ssm.describe_parameters(ParameterFilters=[{"Key": "DataType", "Values": ["aws:ec2:image"]}])

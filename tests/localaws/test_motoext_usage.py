@@ -5,68 +5,22 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from ami_lifecycle_localaws import motoext
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.core.base_backend import BackendDict
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
 OTHER = "eu-west-1"
+Clients = Callable[..., Any]  # the `ec2` and `imagebuilder` fixtures (tests/localaws/conftest.py)
 OWNER = "123456789012"  # moto's default account
 ALICE = "111111111111"
 BOB = "222222222222"
 COMPONENT = "arn:aws:imagebuilder:us-east-1:aws:component/update-linux/x.x.x"
-
-
-@pytest.fixture(autouse=True)
-def _fresh(_mocked_aws: None) -> Iterator[None]:
-    BackendDict.reset()
-    motoext.reset_calls()
-    motoext.clear_faults()
-    motoext.set_usage_report_delay(0)
-    yield
-    motoext.clear_faults()
-    motoext.set_usage_report_delay(0)
-
-
-def aws(
-    service: str, account: str = OWNER, region: str = REGION, endpoint_url: str | None = None, **config: Any
-) -> Any:
-    """A client acting in ``account``: credentials from sts:AssumeRole act in the role's account. Clients
-    come from boto3's default session, which loads each service model once (a new Session reloads it)."""
-    credentials: dict[str, str] = {}
-    if account != OWNER:
-        sts = boto3.client("sts", region_name=region, endpoint_url=endpoint_url)
-        role = f"arn:aws:iam::{account}:role/tester"
-        creds = sts.assume_role(RoleArn=role, RoleSessionName="motoext-tests")["Credentials"]
-        credentials = {
-            "aws_access_key_id": creds["AccessKeyId"],
-            "aws_secret_access_key": creds["SecretAccessKey"],
-            "aws_session_token": creds["SessionToken"],
-        }
-    factory: Any = boto3.client  # boto3-stubs' overloads want a literal service name
-    return factory(
-        service,
-        region_name=region,
-        endpoint_url=endpoint_url,
-        config=Config(**config) if config else None,
-        **credentials,
-    )
-
-
-def ec2(account: str = OWNER, region: str = REGION, **config: Any) -> Any:
-    return aws("ec2", account, region, **config)
-
-
-def imagebuilder(account: str = OWNER, region: str = REGION, **config: Any) -> Any:
-    return aws("imagebuilder", account, region, **config)
 
 
 def image(client: Any, name: str = "golden-image") -> str:
@@ -125,7 +79,7 @@ def entries(client: Any, **kwargs: Any) -> list[tuple[str, str, int]]:
 # --------------------------------------------------------------------------- 12. LastLaunchedTime
 
 
-def test_last_launched_time_is_the_latest_launch_in_any_account(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_last_launched_time_is_the_latest_launch_in_any_account(monkeypatch: pytest.MonkeyPatch, ec2: Clients) -> None:
     owner = ec2()
     ami = image(owner)
     assert "LastLaunchedTime" not in owner.describe_images(ImageIds=[ami])["Images"][0]
@@ -136,9 +90,9 @@ def test_last_launched_time_is_the_latest_launch_in_any_account(monkeypatch: pyt
         return launch(client, image_id)
 
     launch_at(owner, ami, datetime(2026, 3, 1, 17, 0))
-    shared = launch_at(ec2(ALICE), ami, datetime(2026, 3, 2, 9, 30, 15, 123456))
-    ec2(ALICE).terminate_instances(InstanceIds=shared)  # a terminated instance was still launched
-    launch_at(ec2(BOB, OTHER), ami, datetime(2026, 4, 1))  # the same id in another region does not count
+    shared = launch_at(ec2(account=ALICE), ami, datetime(2026, 3, 2, 9, 30, 15, 123456))
+    ec2(account=ALICE).terminate_instances(InstanceIds=shared)  # a terminated instance was still launched
+    launch_at(ec2(OTHER, account=BOB), ami, datetime(2026, 4, 1))  # the same id in another region does not count
     other_ami = image(owner, "other-image")
     launch_at(owner, other_ami, datetime(2026, 5, 1))
 
@@ -149,7 +103,7 @@ def test_last_launched_time_is_the_latest_launch_in_any_account(monkeypatch: pyt
     assert (attribute["ImageId"], attribute["LastLaunchedTime"]) == (ami, {"Value": "2026-03-02T09:30:15Z"})
 
 
-def test_set_last_launched_pins_the_value_until_cleared() -> None:
+def test_set_last_launched_pins_the_value_until_cleared(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     launch(client, ami)
@@ -176,11 +130,11 @@ def test_set_last_launched_of_an_unknown_image_fails() -> None:
 # --------------------------------------------------------------------------- 13. AMI usage reports
 
 
-def test_usage_report_counts_resources_of_the_other_accounts() -> None:
+def test_usage_report_counts_resources_of_the_other_accounts(ec2: Clients) -> None:
     owner = ec2()
     ami, other_ami = image(owner), image(owner, "other-image")
     launch(owner, ami)  # the owner's own usage is not reported
-    alice, bob = ec2(ALICE), ec2(BOB)
+    alice, bob = ec2(account=ALICE), ec2(account=BOB)
     running = launch(alice, ami, 3)
     alice.stop_instances(InstanceIds=running[:1])  # stopped still counts
     alice.terminate_instances(InstanceIds=running[1:2])  # terminated does not
@@ -190,7 +144,7 @@ def test_usage_report_counts_resources_of_the_other_accounts() -> None:
     alice.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": ami})
     alice.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": other_ami})
     bob.create_launch_template(LaunchTemplateName="batch", LaunchTemplateData={"ImageId": ami})
-    launch(ec2(BOB, OTHER), ami)  # another region
+    launch(ec2(OTHER, account=BOB), ami)  # another region
 
     report_id = owner.create_image_usage_report(ImageId=ami, ResourceTypes=usage_types())["ReportId"]
     assert report_id.startswith("amiur-")
@@ -210,17 +164,19 @@ def test_usage_report_counts_resources_of_the_other_accounts() -> None:
     assert entries(owner, ReportIds=[only_bob["ReportId"]]) == [(BOB, "ec2:LaunchTemplate", 1)]
 
 
-def test_usage_report_is_computed_when_created() -> None:
+def test_usage_report_is_computed_when_created(ec2: Clients) -> None:
     owner = ec2()
     ami = image(owner)
-    launch(ec2(ALICE), ami)
+    launch(ec2(account=ALICE), ami)
     report_id = owner.create_image_usage_report(ImageId=ami, ResourceTypes=usage_types())["ReportId"]
-    launch(ec2(ALICE), ami)
-    launch(ec2(BOB), ami)
+    launch(ec2(account=ALICE), ami)
+    launch(ec2(account=BOB), ami)
     assert entries(owner, ReportIds=[report_id]) == [(ALICE, "ec2:Instance", 1)]
 
 
-def test_usage_report_describes_its_request_and_expires_after_30_days(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_usage_report_describes_its_request_and_expires_after_30_days(
+    monkeypatch: pytest.MonkeyPatch, ec2: Clients
+) -> None:
     owner = ec2()
     ami = image(owner)
     resource_types = usage_types(depth=5)
@@ -246,10 +202,10 @@ def test_usage_report_describes_its_request_and_expires_after_30_days(monkeypatc
     assert error(excinfo) == ("InvalidImageUsageReportId.NotFound", 400)
 
 
-def test_usage_report_is_pending_for_the_configured_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_usage_report_is_pending_for_the_configured_delay(monkeypatch: pytest.MonkeyPatch, ec2: Clients) -> None:
     owner = ec2()
     ami = image(owner)
-    launch(ec2(ALICE), ami)
+    launch(ec2(account=ALICE), ami)
     motoext.set_usage_report_delay(60)
     report_id = owner.create_image_usage_report(ImageId=ami, ResourceTypes=usage_types())["ReportId"]
 
@@ -265,12 +221,12 @@ def test_usage_report_is_pending_for_the_configured_delay(monkeypatch: pytest.Mo
         motoext.set_usage_report_delay(-1)
 
 
-def test_only_the_owner_can_report_on_an_image() -> None:
+def test_only_the_owner_can_report_on_an_image(ec2: Clients) -> None:
     owner = ec2()
     ami = image(owner)
     share(owner, ami, ALICE)
     cases = [
-        (ec2(ALICE), ami, "InvalidAMIID.Unavailable"),  # shared with Alice, still not hers
+        (ec2(account=ALICE), ami, "InvalidAMIID.Unavailable"),  # shared with Alice, still not hers
         (owner, "ami-0123456789abcdef0", "InvalidAMIID.NotFound"),
         (owner, "img-0123", "InvalidAMIID.Malformed"),
     ]
@@ -309,7 +265,7 @@ def test_only_the_owner_can_report_on_an_image() -> None:
         {"ResourceTypes": usage_types(), "TagSpecifications": [{"ResourceType": "image", "Tags": []}]},
     ],
 )
-def test_create_image_usage_report_rejects_invalid_parameters(kwargs: dict[str, Any]) -> None:
+def test_create_image_usage_report_rejects_invalid_parameters(kwargs: dict[str, Any], ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     with pytest.raises(ClientError) as excinfo:
@@ -317,14 +273,14 @@ def test_create_image_usage_report_rejects_invalid_parameters(kwargs: dict[str, 
     assert error(excinfo) == ("InvalidParameterValue", 400)
 
 
-def test_create_image_usage_report_needs_resource_types() -> None:
+def test_create_image_usage_report_needs_resource_types(ec2: Clients) -> None:
     client = ec2()
     with pytest.raises(ClientError) as excinfo:
         client.create_image_usage_report(ImageId=image(client), ResourceTypes=[])
     assert error(excinfo) == ("MissingParameter", 400)
 
 
-def test_create_image_usage_report_client_token_is_idempotent() -> None:
+def test_create_image_usage_report_client_token_is_idempotent(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     first = client.create_image_usage_report(ImageId=ami, ResourceTypes=usage_types(), ClientToken="tok")
@@ -336,7 +292,7 @@ def test_create_image_usage_report_client_token_is_idempotent() -> None:
     assert error(excinfo) == ("IdempotentParameterMismatch", 400)
 
 
-def test_describe_image_usage_reports_filters_and_paginates() -> None:
+def test_describe_image_usage_reports_filters_and_paginates(ec2: Clients) -> None:
     client = ec2()
     first, second = image(client, "first"), image(client, "second")
 
@@ -369,12 +325,12 @@ def test_describe_image_usage_reports_filters_and_paginates() -> None:
     assert error(excinfo) == ("InvalidParameterValue", 400)
 
 
-def test_describe_image_usage_report_entries_filters_and_paginates() -> None:
+def test_describe_image_usage_report_entries_filters_and_paginates(ec2: Clients) -> None:
     owner = ec2()
     ami = image(owner)
     for account in (ALICE, BOB, "333333333333"):
-        launch(ec2(account), ami)
-    ec2(BOB).create_launch_template(LaunchTemplateName="lt", LaunchTemplateData={"ImageId": ami})
+        launch(ec2(account=account), ami)
+    ec2(account=BOB).create_launch_template(LaunchTemplateName="lt", LaunchTemplateData={"ImageId": ami})
     owner.create_image_usage_report(ImageId=ami, ResourceTypes=usage_types())
 
     assert entries(owner, Filters=[{"Name": "account-id", "Values": [BOB]}]) == [
@@ -394,7 +350,7 @@ def test_describe_image_usage_report_entries_filters_and_paginates() -> None:
     assert error(excinfo) == ("InvalidImageUsageReportId.NotFound", 400)
 
 
-def test_delete_image_usage_report() -> None:
+def test_delete_image_usage_report(ec2: Clients) -> None:
     client = ec2()
     report_id = client.create_image_usage_report(ImageId=image(client), ResourceTypes=usage_types())["ReportId"]
     assert client.delete_image_usage_report(ReportId=report_id)["Return"] is True
@@ -404,20 +360,20 @@ def test_delete_image_usage_report() -> None:
     assert error(excinfo) == ("InvalidImageUsageReportId.NotFound", 400)
 
 
-def test_usage_reports_are_per_account_and_region() -> None:
+def test_usage_reports_are_per_account_and_region(ec2: Clients) -> None:
     owner = ec2()
     report_id = owner.create_image_usage_report(ImageId=image(owner), ResourceTypes=usage_types())["ReportId"]
     assert ec2(region=OTHER).describe_image_usage_reports()["ImageUsageReports"] == []
     with pytest.raises(ClientError) as excinfo:
-        ec2(ALICE).describe_image_usage_reports(ReportIds=[report_id])
+        ec2(account=ALICE).describe_image_usage_reports(ReportIds=[report_id])
     assert error(excinfo) == ("InvalidImageUsageReportId.NotFound", 400)
 
 
-def test_usage_report_counts_image_builder_recipes_of_other_accounts() -> None:
+def test_usage_report_counts_image_builder_recipes_of_other_accounts(ec2: Clients, imagebuilder: Clients) -> None:
     owner = ec2()
     ami = image(owner)
     share(owner, ami, ALICE)
-    alice = imagebuilder(ALICE)
+    alice = imagebuilder(account=ALICE)
     image_recipe(alice, ami, "web", "1.0.0")
     image_recipe(alice, ami, "web", "1.1.0")
     container_recipe(alice, ami)
@@ -433,7 +389,7 @@ def test_usage_report_counts_image_builder_recipes_of_other_accounts() -> None:
     ]
 
 
-def test_usage_report_actions_are_counted() -> None:
+def test_usage_report_actions_are_counted(ec2: Clients) -> None:
     client = ec2()
     report_id = client.create_image_usage_report(ImageId=image(client), ResourceTypes=usage_types())["ReportId"]
     client.describe_image_usage_reports()
@@ -451,7 +407,7 @@ def test_usage_report_actions_are_counted() -> None:
 # --------------------------------------------------------------------------- 14. Image Builder
 
 
-def test_image_recipe_create_get_list_delete() -> None:
+def test_image_recipe_create_get_list_delete(ec2: Clients, imagebuilder: Clients) -> None:
     ami = image(ec2())
     client = imagebuilder()
     mappings = [{"deviceName": "/dev/xvda", "ebs": {"volumeSize": 30, "volumeType": "gp3"}}]
@@ -496,10 +452,10 @@ def test_image_recipe_create_get_list_delete() -> None:
         assert error(excinfo) == ("ResourceNotFoundException", 404)
 
 
-def test_create_image_recipe_validates_version_name_and_parent_image() -> None:
+def test_create_image_recipe_validates_version_name_and_parent_image(ec2: Clients, imagebuilder: Clients) -> None:
     owner = ec2()
     ami = image(owner)
-    private = image(ec2(ALICE), "alices-private-image")
+    private = image(ec2(account=ALICE), "alices-private-image")
     client = imagebuilder()
     image_recipe(client, ami, "web", "1.0.0")
     cases = [
@@ -516,14 +472,14 @@ def test_create_image_recipe_validates_version_name_and_parent_image() -> None:
             image_recipe(client, case["parent"], case["name"], case["version"])
         assert error(excinfo) == expected
 
-    share(ec2(ALICE), private, OWNER)  # once shared, it may be a parent image
+    share(ec2(account=ALICE), private, OWNER)  # once shared, it may be a parent image
     image_recipe(client, private, "new", "1.0.0")
     # Parent images that are not AMI ids are accepted as they are.
     image_recipe(client, "ssm:/golden/ami", "from-parameter", "1.0.0")
     image_recipe(client, f"arn:aws:imagebuilder:{REGION}:aws:image/amazon-linux-2023-x86/x.x.x", "managed", "1.0.0")
 
 
-def test_create_image_recipe_client_token_is_idempotent() -> None:
+def test_create_image_recipe_client_token_is_idempotent(ec2: Clients, imagebuilder: Clients) -> None:
     ami = image(ec2())
     client = imagebuilder()
     first = image_recipe(client, ami, clientToken="tok-1")
@@ -533,7 +489,7 @@ def test_create_image_recipe_client_token_is_idempotent() -> None:
     assert error(excinfo) == ("IdempotentParameterMismatchException", 400)
 
 
-def test_list_image_recipes_filters_owner_and_paginates() -> None:
+def test_list_image_recipes_filters_owner_and_paginates(ec2: Clients, imagebuilder: Clients) -> None:
     first, second = image(ec2(), "first"), image(ec2(), "second")
     client = imagebuilder()
     for n in range(3):
@@ -562,7 +518,7 @@ def test_list_image_recipes_filters_owner_and_paginates() -> None:
     assert error(excinfo) == ("InvalidRequestException", 400)
 
 
-def test_container_recipe_create_get_list_delete() -> None:
+def test_container_recipe_create_get_list_delete(ec2: Clients, imagebuilder: Clients) -> None:
     ami = image(ec2())
     client = imagebuilder()
     arn = container_recipe(client, ami, "API Service", "2.0.1")
@@ -587,7 +543,7 @@ def test_container_recipe_create_get_list_delete() -> None:
     assert error(excinfo) == ("ResourceNotFoundException", 404)
 
 
-def test_create_container_recipe_needs_a_dockerfile_and_a_known_instance_image() -> None:
+def test_create_container_recipe_needs_a_dockerfile_and_a_known_instance_image(imagebuilder: Clients) -> None:
     client = imagebuilder()
     base = {
         "containerType": "DOCKER",
@@ -607,14 +563,14 @@ def test_create_container_recipe_needs_a_dockerfile_and_a_known_instance_image()
     assert error(excinfo) == ("InvalidParameterValueException", 400)
 
 
-def test_recipes_are_per_account_and_region() -> None:
+def test_recipes_are_per_account_and_region(ec2: Clients, imagebuilder: Clients) -> None:
     ami = image(ec2())
     image_recipe(imagebuilder(), ami)
-    assert imagebuilder(ALICE).list_image_recipes()["imageRecipeSummaryList"] == []
+    assert imagebuilder(account=ALICE).list_image_recipes()["imageRecipeSummaryList"] == []
     assert imagebuilder(region=OTHER).list_image_recipes()["imageRecipeSummaryList"] == []
 
 
-def test_describe_image_references_finds_image_builder_recipes() -> None:
+def test_describe_image_references_finds_image_builder_recipes(ec2: Clients, imagebuilder: Clients) -> None:
     client = ec2()
     ami, other = image(client, "used"), image(client, "unused")
     builder = imagebuilder()
@@ -631,10 +587,13 @@ def test_describe_image_references_finds_image_builder_recipes() -> None:
         ImageIds=[ami], ResourceTypes=[{"ResourceType": "imagebuilder:ImageRecipe"}]
     )["ImageReferences"]
     assert only_images == [{"ImageId": ami, "ResourceType": "imagebuilder:ImageRecipe", "Arn": recipe}]
-    assert ec2(ALICE).describe_image_references(ImageIds=[ami], IncludeAllResourceTypes=True)["ImageReferences"] == []
+    assert (
+        ec2(account=ALICE).describe_image_references(ImageIds=[ami], IncludeAllResourceTypes=True)["ImageReferences"]
+        == []
+    )
 
 
-def test_image_builder_calls_are_counted_and_faults_apply() -> None:
+def test_image_builder_calls_are_counted_and_faults_apply(imagebuilder: Clients) -> None:
     client = imagebuilder(retries={"total_max_attempts": 1})
     client.list_image_recipes()
     client.list_container_recipes()
@@ -657,7 +616,7 @@ def test_image_builder_calls_are_counted_and_faults_apply() -> None:
 # --------------------------------------------------------------------------- 15. DescribeImageAttribute
 
 
-def test_launch_permission_attribute_lists_every_kind_of_permission() -> None:
+def test_launch_permission_attribute_lists_every_kind_of_permission(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     assert client.describe_image_attribute(ImageId=ami, Attribute="launchPermission")["LaunchPermissions"] == []
@@ -684,7 +643,7 @@ def test_launch_permission_attribute_lists_every_kind_of_permission() -> None:
     assert remaining == [{"OrganizationArn": org}, {"OrganizationalUnitArn": ou}]
 
 
-def test_modify_image_attribute_with_the_older_parameters_takes_every_value() -> None:
+def test_modify_image_attribute_with_the_older_parameters_takes_every_value(ec2: Clients) -> None:
     client = ec2()
     ami = image(client)
     orgs = [f"arn:aws:organizations::123456789012:organization/o-abc123def{n}" for n in range(2)]
@@ -714,7 +673,7 @@ def test_modify_image_attribute_with_the_older_parameters_takes_every_value() ->
 
 
 @pytest.mark.parametrize("attribute", ["launchPermission", "lastLaunchedTime", "description", "bootMode"])
-def test_describe_image_attribute_of_an_unknown_image_is_not_found(attribute: str) -> None:
+def test_describe_image_attribute_of_an_unknown_image_is_not_found(attribute: str, ec2: Clients) -> None:
     client = ec2()
     with pytest.raises(ClientError) as excinfo:
         client.describe_image_attribute(ImageId="ami-0123456789abcdef0", Attribute=attribute)
@@ -727,15 +686,15 @@ def test_describe_image_attribute_of_an_unknown_image_is_not_found(attribute: st
 # --------------------------------------------------------------------------- over HTTP
 
 
-def test_usage_recipes_and_last_launched_behind_threaded_moto_server() -> None:
+def test_usage_recipes_and_last_launched_behind_threaded_moto_server(ec2: Clients, imagebuilder: Clients) -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     try:
-        owner = boto3.client("ec2", region_name=REGION, endpoint_url=url)
-        alice_ec2 = aws("ec2", ALICE, endpoint_url=url)
-        alice_builder = aws("imagebuilder", ALICE, endpoint_url=url)
+        owner = ec2(endpoint_url=url)
+        alice_ec2 = ec2(account=ALICE, endpoint_url=url)
+        alice_builder = imagebuilder(account=ALICE, endpoint_url=url)
 
         ami = image(owner, "served")
         share(owner, ami, ALICE)
