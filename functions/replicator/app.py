@@ -4,13 +4,12 @@ with partial batch failures (deferred and failed requests stay on the queue)."""
 from typing import Any
 
 from ami_lifecycle import runtime
-from ami_lifecycle.runtime.observability import logger, metrics, tracer
+from ami_lifecycle.runtime.observability import logger, metrics
 from ami_lifecycle.services.replicator import handle
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle(event, runtime.deps(context))

@@ -1,7 +1,7 @@
 """The settings and payload models are stdlib dataclasses and there is no X-Ray SDK: a cold start
 imports neither pydantic nor aws_xray_sdk. The models keep what the pydantic ones did (lax
 conversion, pydantic's messages, model_validate / model_dump / model_copy); tracing is Lambda's
-own (`Tracing: Active`), and `tracer` is a stand-in that changes nothing.
+own (`Tracing: Active`): no Powertools Tracer.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pytest
 from ami_lifecycle.aws.regions import known_regions
 from ami_lifecycle.domain import requests
 from ami_lifecycle.domain.settings import InvalidFields, Settings, invalid
-from ami_lifecycle.runtime.observability import NoTracer, tracer
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "layers" / "core"
@@ -42,11 +41,7 @@ def imported_after(code: str) -> set[str]:
 
 
 def test_a_cold_start_of_the_shared_modules_imports_neither_pydantic_nor_the_xray_sdk() -> None:
-    code = (
-        "import ami_lifecycle.runtime, ami_lifecycle.runtime.observability, ami_lifecycle.domain.requests\n"
-        "from ami_lifecycle.runtime.observability import tracer\n"
-        "tracer.capture_lambda_handler(capture_response=False)(lambda e, c: None)"
-    )
+    code = "import ami_lifecycle.runtime, ami_lifecycle.runtime.observability, ami_lifecycle.domain.requests\n"
     loaded = imported_after(code)
     assert "aws_lambda_powertools" in loaded  # the probe did import what it should
     assert not loaded & {"pydantic", "pydantic_core", "aws_xray_sdk", "wrapt"}
@@ -62,22 +57,6 @@ def test_valid_settings_and_payloads_never_import_pydantic() -> None:
         "try:\n    parse_backfill_request({'dry_run': None}, s, frozenset())\nexcept BadRequest:\n    pass"
     )
     assert not imported_after(code) & {"pydantic", "pydantic_core"}
-
-
-# ------------------------------------------------------------------ the tracer stand-in
-
-
-def test_the_tracer_stand_in_returns_the_handler_itself() -> None:
-    def handler(event: Any, context: Any) -> str:
-        return "done"
-
-    assert isinstance(tracer, NoTracer)
-    assert tracer.capture_lambda_handler(capture_response=False)(handler) is handler
-    assert tracer.capture_lambda_handler(handler) is handler
-    assert tracer.capture_method(capture_response=False)(handler) is handler
-    assert tracer.capture_method(handler) is handler
-    tracer.put_annotation("k", "v")
-    tracer.put_metadata("k", {"v": 1}, namespace="n")
 
 
 # ------------------------------------------------------------------ Settings

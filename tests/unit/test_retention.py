@@ -517,3 +517,151 @@ def test_property_keep_latest_never_leaves_fewer_than_n_newest(images: list[Imag
         n = default_n if value is None else int(value)
         # Whatever N any image states, the N newest of the family survive.
         assert {i.image_id for i in newest_first[:n]} <= survivors
+
+
+# ---------------------------------------------------------------- the fast engine is the rule
+
+
+def _fields(d: Any) -> tuple[Any, ...]:
+    blockers = tuple((b.reason, b.detail) for b in d.blockers)
+    return (d.image_id, d.retire, d.reason, d.detail, blockers, d.family, d.expires_at, d.references, d.reasons)
+
+
+def _mixed_fleet() -> list[Image]:
+    """Families with newest members, held, protected, expired and not, foreign, unmanaged, badly tagged."""
+    imgs = []
+    for i in range(40):
+        created = NOW - timedelta(days=80 + i, seconds=i)
+        tags: dict[str, str | None] = {
+            f"{P}:retention": "90d",
+            f"{P}:expires-at": format_instant(created + timedelta(days=90)) if i % 3 else None,
+            f"{P}:family": ["web", "api", "db"][i % 3],
+            f"{P}:keep-latest": ["1", "2", None, "x" if i == 7 else "0"][i % 4],
+            f"{P}:hold": "true" if i % 11 == 0 else None,
+            f"{P}:expiry-basis": "30d" if i % 13 == 0 else None,
+        }
+        if i % 17 == 0:
+            tags["aws:backup:source-resource"] = "arn"
+        imgs.append(
+            image(
+                tags,
+                managed=i % 19 != 0,
+                creation_date=created,
+                state="pending" if i % 23 == 0 else "available",
+                deregistration_protection="enabled" if i % 29 == 0 else "disabled",
+                owner_id=ACCOUNT if i % 31 else "210987654321",
+            )
+        )
+    return imgs
+
+
+def test_decide_all_is_rank_families_then_decide() -> None:
+    imgs = _mixed_fleet()
+    for usage in (None, {i.image_id: checked_unused() for i in imgs[::2]}):
+        decisions = decide_all(imgs, SETTINGS, NOW, usage, ACCOUNT)
+        ranks = rank_families(imgs, SETTINGS, ACCOUNT)
+        assert list(decisions) == [i.image_id for i in imgs]
+        for img in imgs:
+            one = decide(
+                img, ranks.get(img.image_id), None if usage is None else usage.get(img.image_id), SETTINGS, NOW, ACCOUNT
+            )
+            assert _fields(decisions[img.image_id]) == _fields(one)
+            assert decisions[img.image_id] == one and hash(decisions[img.image_id]) == hash(one)
+
+
+def test_decide_all_with_an_id_twice_decides_as_rank_families_then_decide() -> None:
+    from dataclasses import replace
+
+    a, b = image({f"{P}:family": "web"}), image({f"{P}:family": "web", f"{P}:hold": "true"})
+    twin = replace(b, image_id=a.image_id)
+    imgs = [a, b, twin]
+    ranks = rank_families(imgs, SETTINGS, ACCOUNT)
+    decisions = decide_all(imgs, SETTINGS, NOW, None, ACCOUNT)
+    assert list(decisions) == [a.image_id, b.image_id]
+    for img in (b, twin):  # the last image of an id is the one decided
+        assert _fields(decisions[img.image_id]) == _fields(
+            decide(img, ranks.get(img.image_id), None, SETTINGS, NOW, ACCOUNT)
+        )
+
+
+def test_decide_all_fails_as_ranking_then_deciding_on_an_unreadable_image() -> None:
+    broken = image({f"{P}:family": None})
+    broken.tags[f"{P}:family"] = None  # type: ignore[assignment]  # (not text: unreadable)
+    imgs = [image({f"{P}:retention": 5}), broken]  # type: ignore[dict-item]
+    with pytest.raises(AttributeError):  # family_of, ranking, before any decision
+        rank_families(imgs, SETTINGS, ACCOUNT)
+    with pytest.raises(AttributeError):
+        decide_all(imgs, SETTINGS, NOW, None, ACCOUNT)
+
+
+def test_results_read_as_plain_dataclasses() -> None:
+    import copy
+    import pickle
+    from dataclasses import asdict, replace
+
+    from ami_lifecycle.domain.retention import Blocker, Decision
+
+    imgs = _mixed_fleet()
+    for d in decide_all(imgs, SETTINGS, NOW, {i.image_id: checked_unused() for i in imgs}, ACCOUNT).values():
+        built = Decision(
+            d.image_id,
+            d.retire,
+            d.reason,
+            d.detail,
+            tuple(Blocker(b.reason, b.detail) for b in d.blockers),
+            d.family,
+            d.expires_at,
+            d.references,
+        )
+        assert d == built and hash(d) == hash(built) and repr(d) == repr(built)
+        assert type(d.detail) is str and all(type(b.detail) is str for b in d.blockers)
+        assert pickle.loads(pickle.dumps(d)) == d and copy.deepcopy(d) == d
+        assert replace(d, family="other").family == "other" and asdict(d)["detail"] == d.detail
+    # Whichever is read first, the blockers or the detail.
+    for first in ("blockers", "detail"):
+        for d in decide_all(imgs, SETTINGS, NOW, None, ACCOUNT).values():
+            getattr(d, first)
+            assert d.reason == (d.blockers[0].reason if d.blockers else Reason.EXPIRED)
+            assert d.detail == (d.blockers[0].detail if d.blockers else d.detail)
+    with pytest.raises(AttributeError):
+        d.retire = True  # type: ignore[misc]  # still frozen
+
+
+def test_ranks_read_as_plain_dataclasses() -> None:
+    ranks = rank_families(_mixed_fleet(), SETTINGS, ACCOUNT)
+    for r in ranks.values():
+        built = FamilyRank(r.family, r.position, r.size, r.keep_latest, r.newest, r.bad_members)
+        assert r == built and hash(r) == hash(built) and repr(r) == repr(built)
+        assert r.within_keep_latest == (r.keep_latest is not None and r.position < r.keep_latest)
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    [
+        "2026-11-25T10:00:00Z",  # = CreationDate + 90d: the tool's
+        "2026-11-25T10:00:01Z",  # the user's
+        "2026-11-25T10:00:00.5Z",
+        "2026-11-25T12:00:00+02:00",
+        "2026-11-25T10:00:00z",
+        " 2026-11-25T10:00:00Z",
+        "2026-11-25",
+        "2026-W48-3T10:00:00Z",
+        "garbage",
+        None,
+    ],
+)
+@pytest.mark.parametrize("retention", ["90d", "2160h", "P90D", "P3M", "forever", "bad", None])
+@pytest.mark.parametrize("basis", [None, "90d", "30d"])
+def test_the_engine_reads_the_expiry_as_expiry_of(
+    expires_at: str | None, retention: str | None, basis: str | None
+) -> None:
+    created = datetime(2026, 8, 27, 10, 0, tzinfo=UTC)
+    tags = {f"{P}:expires-at": expires_at, f"{P}:retention": retention, f"{P}:expiry-basis": basis}
+    img = image(tags, creation_date=created)
+    expiry = expiry_of(img, SETTINGS.keys, tool_default=SETTINGS.retention)
+    for now in (NOW - timedelta(seconds=1), NOW, NOW + timedelta(days=400)):
+        d = decide(img, LONE, checked_unused(), SETTINGS, now, ACCOUNT)
+        assert d.expires_at == expiry.at
+        assert d.retire == (expiry.error is None and expiry.at is not None and expiry.at <= now)
+        if expiry.error:
+            assert (Reason.BAD_TAG, expiry.error) in {(b.reason, b.detail) for b in d.blockers}

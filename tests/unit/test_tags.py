@@ -1,6 +1,6 @@
 """The tag contract: retention formats, instants, family derivation, and bad values."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from ami_lifecycle.domain.tags import (
@@ -152,3 +152,51 @@ def test_keys_follow_the_prefix() -> None:
     for bad in ["", "aws", "aws-stuff", "a" * 65, "bad\nprefix"]:
         with pytest.raises(TagError):
             TagKeys(bad)
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from([None, UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]),
+)
+def test_format_instant_renders_as_strftime(when: datetime, tz: timezone | None) -> None:
+    when = when.replace(tzinfo=tz)
+    as_utc = (when if tz is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
+    assert format_instant(when) == as_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_format_instant_of_a_year_before_1000_is_as_strftime_renders_it() -> None:
+    when = datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert format_instant(when) == when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_remembered_parses_give_the_same_answers() -> None:
+    for _ in range(3):
+        assert parse_retention(" 7D ") == parse_retention(" 7D ") and parse_retention(" 7D ").text == "7D"
+        assert parse_keep_latest(" 3 ") == 3
+        for bad in ("-3d", "lots"):
+            with pytest.raises(TagError):
+                parse_retention(bad)
+        with pytest.raises(TagError):
+            parse_keep_latest("x")
+        with pytest.raises(TagError):
+            parse_keep_latest(None)  # type: ignore[arg-type]
+    assert parse_retention("P1M").expiry(CREATED) == datetime(2026, 2, 28, 12, 0, tzinfo=UTC)
+    assert parse_retention("90d").delta == timedelta(days=90)
+
+
+def test_tag_keys_are_the_prefixed_names_each_time() -> None:
+    keys = TagKeys("acme")
+    for _ in range(2):
+        assert (keys.managed, keys.retention, keys.expires_at, keys.expiry_basis) == (
+            "acme:managed",
+            "acme:retention",
+            "acme:expires-at",
+            "acme:expiry-basis",
+        )
+        assert (keys.hold, keys.family, keys.keep_latest, keys.copies) == (
+            "acme:hold",
+            "acme:family",
+            "acme:keep-latest",
+            "acme:copies",
+        )
+    assert keys == TagKeys("acme") and hash(keys) == hash(TagKeys("acme"))

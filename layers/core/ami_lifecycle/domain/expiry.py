@@ -18,7 +18,7 @@ user's value: its `P:expires-at` stays (the safe side).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from .model import Image
 from .tags import Retention, TagError, TagKeys, clip, format_instant, parse_instant, parse_retention
@@ -42,7 +42,13 @@ class Expiry:
 
 
 def _same_duration(a: Retention, b: Retention) -> bool:
-    return (a.years, a.months, a.days, a.seconds, a.forever) == (b.years, b.months, b.days, b.seconds, b.forever)
+    return a is b or (a.years, a.months, a.days, a.seconds, a.forever) == (
+        b.years,
+        b.months,
+        b.days,
+        b.seconds,
+        b.forever,
+    )
 
 
 def _computed(image: Image, retention: Retention) -> datetime | None:
@@ -55,74 +61,103 @@ def _computed(image: Image, retention: Retention) -> datetime | None:
         return None
 
 
+def _same_second(a: datetime, b: datetime) -> bool:
+    """`format_instant(a) == format_instant(b)`, without formatting in the usual case (both UTC, whole seconds)."""
+    if a.tzinfo is UTC and b.tzinfo is UTC and not a.microsecond and not b.microsecond:
+        return a == b
+    return format_instant(a) == format_instant(b)
+
+
+# What `_expiry` returns: the fields of `Expiry`, in order.
+_Parts = tuple[datetime | None, str, str | None, bool, bool, str | None, str | None]
+
+
 def expiry_of(
     image: Image, keys: TagKeys, default: Retention | None = None, tool_default: Retention | None = None
 ) -> Expiry:
     """The live expiry of an image (see the module docstring). `default`: the retention the tool
     gives an image without `P:retention` (adoption). `tool_default`: DefaultRetention, which the tool
     may have computed a legacy `P:expires-at` (one without a basis) from."""
+    return Expiry(*_expiry(image, keys.retention, keys.expires_at, keys.expiry_basis, default, tool_default, True))
+
+
+def _expiry(
+    image: Image,
+    retention_key: str,
+    expires_at_key: str,
+    basis_key: str,
+    default: Retention | None,
+    tool_default: Retention | None,
+    tag_texts: bool,
+) -> _Parts:
+    """`expiry_of` as a tuple of the fields of `Expiry`. `tag_texts` False: the retention engine
+    needs no `expires_at_tag` for an image without `P:expires-at` (it is not formatted, None)."""
     tags = image.tags
     retention: Retention | None = default
-    if keys.retention in tags:
+    if retention_key in tags:
         try:
-            retention = parse_retention(tags[keys.retention])
+            retention = parse_retention(tags[retention_key])
         except TagError as e:
-            return Expiry(None, "retention", str(e))
-    if keys.expires_at in tags:
+            return (None, "retention", str(e), False, False, None, None)
+    if expires_at_key in tags:
+        expires_at_text = tags[expires_at_key]
         try:
-            at = parse_instant(tags[keys.expires_at])
+            at = parse_instant(expires_at_text)
         except TagError as e:
-            return Expiry(None, "expires-at", str(e))
-        basis_text = tags.get(keys.expiry_basis)
+            return (None, "expires-at", str(e), False, False, None, None)
+        basis_text = tags.get(basis_key)
         basis: Retention | None = None
+        from_basis: datetime | None = None  # CreationDate + basis
         if basis_text is not None:
             try:
                 basis = parse_retention(basis_text)
             except TagError:
                 basis = None
-        if basis is None and basis_text is None:
+            if basis is not None and not basis.forever:
+                from_basis = _computed(image, basis)
+        else:
             # Adopted before the basis existed: the tool's if it is the value the tool would have
             # written, from the retention the image states now or from DefaultRetention.
             for candidate in (retention, tool_default or default):
                 if candidate is not None and not candidate.forever:
                     legacy = _computed(image, candidate)
-                    if legacy is not None and format_instant(legacy) == format_instant(at):
-                        basis = candidate
+                    if legacy is not None and _same_second(legacy, at):
+                        basis, from_basis = candidate, legacy
                         break
-        from_basis = _computed(image, basis) if basis is not None and not basis.forever else None
-        tool_owned = from_basis is not None and format_instant(from_basis) == format_instant(at)
+        tool_owned = from_basis is not None and _same_second(from_basis, at)
         if tool_owned and retention is not None and basis is not None:
             if retention.forever:
-                return Expiry(None, "forever", tool_owned=True, rewrite=True)
+                return (None, "forever", None, True, True, None, None)
             # (A legacy image whose retention is unchanged is left as it is: no mass re-tagging on upgrade.)
             if not _same_duration(retention, basis):
                 new = _computed(image, retention)
                 if new is None:
-                    return Expiry(None, "retention", f"retention {clip(retention.text, 40)!r} runs past the year 9999")
-                return Expiry(
-                    new,
-                    "retention",
-                    tool_owned=True,
-                    rewrite=True,
-                    expires_at_tag=format_instant(new),
-                    basis_tag=retention.text,
-                )
-            return Expiry(at, "retention", tool_owned=True, expires_at_tag=tags[keys.expires_at], basis_tag=basis_text)
+                    return (None, "retention", _past_9999(retention), False, False, None, None)
+                return (new, "retention", None, True, True, format_instant(new), retention.text)
+            return (at, "retention", None, True, False, expires_at_text, basis_text)
         if retention is not None and retention.forever:
             # The user's P:expires-at beside forever: a contradiction. Keep, and say so.
-            return Expiry(
+            return (
                 None,
                 "expires-at",
-                f"{keys.retention} is forever but {keys.expires_at} is {format_instant(at)}: "
+                f"{retention_key} is forever but {expires_at_key} is {format_instant(at)}: "
                 "conflicting tags (remove one)",
+                False,
+                False,
+                None,
+                None,
             )
         # The user's value wins; a basis left beside it is stale and goes.
-        return Expiry(at, "expires-at", rewrite=basis_text is not None, expires_at_tag=tags[keys.expires_at])
+        return (at, "expires-at", None, False, basis_text is not None, expires_at_text, None)
     if retention is None:
-        return Expiry(None, "untagged")
+        return (None, "untagged", None, False, False, None, None)
     if retention.forever:
-        return Expiry(None, "forever")
+        return (None, "forever", None, False, False, None, None)
     new = _computed(image, retention)
     if new is None:
-        return Expiry(None, "retention", f"retention {clip(retention.text, 40)!r} runs past the year 9999")
-    return Expiry(new, "retention", tool_owned=True, expires_at_tag=format_instant(new), basis_tag=retention.text)
+        return (None, "retention", _past_9999(retention), False, False, None, None)
+    return (new, "retention", None, True, False, format_instant(new) if tag_texts else None, retention.text)
+
+
+def _past_9999(retention: Retention) -> str:
+    return f"retention {clip(retention.text, 40)!r} runs past the year 9999"

@@ -53,8 +53,9 @@ class Image:
     @property
     def protected(self) -> bool:
         """True while EC2 would refuse DeregisterImage because of deregistration protection."""
-        p = (self.deregistration_protection or "disabled").lower()
-        return p != "disabled"
+        p = self.deregistration_protection
+        # (None or "" mean disabled; the exact "disabled" needs no lowering.)
+        return bool(p) and p != "disabled" and p.lower() != "disabled"  # type: ignore[union-attr]
 
     @classmethod
     def from_api(cls, data: dict[str, Any], region: str) -> Image:

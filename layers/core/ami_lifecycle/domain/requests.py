@@ -1,23 +1,40 @@
 """The invocation payloads of RetentionSweepFunction and BackfillFunction (PRODUCT.md section 4),
 validated into frozen models. One refusal, `BadRequest`, whose message says what is wrong; nothing
 else is raised whatever the payload. Pure: the region list is passed in.
+
+The models are frozen `Model`s, checked as the pydantic models they replaced were (settings.py
+explains): `model_validate(payload)` refuses unknown keys, wrong types and an explicit null where
+absent is meant; built in code (`BackfillRequest(dry_run=True)`), a None is the default.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, ValidationInfo, field_validator
-
-from .settings import Settings
+from .ids import is_image_id
+from .settings import (
+    BAD,
+    Check,
+    Loc,
+    Model,
+    Out,
+    Problem,
+    Settings,
+    Spec,
+    integer,
+    items,
+    one_of,
+    optional,
+    strict_boolean,
+    text,
+    then,
+)
 from .tags import is_region_name
 
 # At most this many follow-up invocations of one sweep or backfill in a row (each up to 15 minutes).
 MAX_CHAIN = 20
 MAX_IMAGE_IDS = 1000
-IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}\Z", re.ASCII)
 
 Action = Literal["tag", "replicate", "retire"]
 ACTIONS: tuple[Action, ...] = ("tag", "replicate", "retire")
@@ -30,17 +47,22 @@ class BadRequest(ValueError):
 # ---------------------------------------------------------------- the sweep
 
 
-class SweepRequest(BaseModel):
+class SweepRequest(Model):
     """`{"regions": [...], "dry_run": bool}`, all optional; the schedule sends `{"source": "schedule"}`
     and a follow-up invocation adds `continuation`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    regions: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    regions: list[str] | None = None  # 1..50 of them
     # None: absent, i.e. the stack's DryRun. An explicit `"dry_run": null` is refused by parse_request.
-    dry_run: StrictBool | None = None
+    dry_run: bool | None = None  # strictly true or false
     source: Literal["schedule", "manual"] | None = None
-    continuation: int = Field(default=0, ge=0, le=MAX_CHAIN)
+    continuation: int = 0  # 0..MAX_CHAIN
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "regions": Spec(optional(items(text(), min_length=1, max_length=50))),
+        "dry_run": Spec(optional(strict_boolean)),
+        "source": Spec(optional(one_of("schedule", "manual"))),
+        "continuation": Spec(integer(ge=0, le=MAX_CHAIN)),
+    }
 
 
 def parse_sweep_request(event: Any, settings: Settings, known_regions: frozenset[str]) -> SweepRequest:
@@ -59,15 +81,11 @@ def parse_sweep_request(event: Any, settings: Settings, known_regions: frozenset
         problems.append("dry_run: dry_run must be true or false")
     if "regions" in payload and payload["regions"] is None:
         problems.append("regions: must not be null (leave the key out for every sweep region)")
-    request: SweepRequest | None = None
-    try:
-        request = SweepRequest.model_validate(payload)
-    except ValidationError as e:
-        # Locations and messages are clipped: an unknown key may be a megabyte long.
-        problems += [
-            f"{'.'.join(str(p)[:40] for p in err['loc']) or 'payload'}: {str(err['msg'])[:200]}" for err in e.errors()
-        ]
-    if problems or request is None:
+    out: Out = []
+    request = SweepRequest.check_mapping(payload, out)
+    # Locations and messages are clipped: an unknown key may be a megabyte long.
+    problems += [f"{'.'.join(str(p)[:40] for p in e.loc) or 'payload'}: {e.msg[:200]}" for e in out]
+    if problems or request is BAD:
         more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
         message = f"invalid sweep payload: {'; '.join(problems[:5])}{more}"
         raise BadRequest(message if len(message) <= 900 else message[:899] + "…")
@@ -86,66 +104,72 @@ def parse_sweep_request(event: Any, settings: Settings, known_regions: frozenset
 # ---------------------------------------------------------------- the backfill
 
 
-class Cursor(BaseModel):
+class Cursor(Model):
     """Where a follow-up invocation starts: the region (index into `regions`) and, in it, the images
     after `after` (image-id order; `offset` of them were done). Internal: written by the function."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    region_index: int = Field(ge=0)
-    offset: int = Field(default=0, ge=0)
+    region_index: int  # >= 0
+    offset: int = 0  # >= 0
     after: str | None = None
-    chain: int = Field(default=1, ge=1, le=MAX_CHAIN)
-    run_id: str = Field(default="", max_length=64)
+    chain: int = 1  # 1..MAX_CHAIN
+    run_id: str = ""  # at most 64 characters
     # Image ids of the request found in the regions done so far (to report those found nowhere).
-    found: list[str] = Field(default_factory=list, max_length=MAX_IMAGE_IDS)
+    found: list[str] = []  # at most MAX_IMAGE_IDS (the default is copied by its check)
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "region_index": Spec(integer(ge=0)),
+        "offset": Spec(integer(ge=0)),
+        "after": Spec(optional(text())),
+        "chain": Spec(integer(ge=1, le=MAX_CHAIN)),
+        "run_id": Spec(text(max_length=64)),
+        "found": Spec(items(text(), max_length=MAX_IMAGE_IDS)),
+    }
 
 
-class BackfillRequest(BaseModel):
+def _cursor(value: Any, loc: Loc, out: Out, ctx: Mapping[str, Any]) -> Any:
+    return Cursor.check_mapping(value, out, ctx, loc)
+
+
+def _known_regions(v: list[str], ctx: Mapping[str, Any]) -> list[str]:
+    known = ctx.get("known_regions")
+    for region in v:
+        if not is_region_name(region) or (known is not None and region not in known):
+            raise ValueError(f"{region[:40]!r} is not an AWS region")
+    return list(dict.fromkeys(v))
+
+
+def _image_ids(v: list[str], _ctx: Mapping[str, Any]) -> list[str]:
+    for image_id in v:
+        if not is_image_id(image_id):
+            raise ValueError(f"{image_id[:40]!r} is not an AMI id (ami- and 8 or 17 hex digits)")
+    return list(dict.fromkeys(v))
+
+
+# An explicit null must not pass for absent: for dry_run that would mean "for real"; for the
+# lists, "every image, every action".
+_NOT_NULL = "must not be null (leave the key out)"
+_ACTION: Check = one_of(*ACTIONS)
+
+
+class BackfillRequest(Model):
     """`{"actions": [...], "regions": [...], "image_ids": [...], "dry_run": bool}`, all optional;
     a follow-up invocation adds `continuation`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    actions: list[Action] | None = Field(default=None, min_length=1, max_length=3)
-    regions: list[str] | None = Field(default=None, min_length=1, max_length=50)
-    image_ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_IMAGE_IDS)
-    dry_run: StrictBool | None = None  # None: absent, i.e. a dry run (an explicit null is refused)
+    actions: list[Action] | None = None  # 1..3 of them
+    regions: list[str] | None = None  # 1..50 of them
+    image_ids: list[str] | None = None  # 1..MAX_IMAGE_IDS of them
+    dry_run: bool | None = None  # None: absent, i.e. a dry run (an explicit null is refused)
     continuation: Cursor | None = None
 
-    @field_validator("dry_run", "actions", "regions", "image_ids", mode="before")
-    @classmethod
-    def _dry_run(cls, v: Any, info: ValidationInfo) -> Any:
-        # Runs only for a key the payload states: an explicit null must not pass for absent (for
-        # dry_run that would mean "for real"; for the lists, "every image, every action").
-        if v is None:
-            raise ValueError(
-                "dry_run must be true or false"
-                if info.field_name == "dry_run"
-                else "must not be null (leave the key out)"
-            )
-        return v
-
-    @field_validator("regions")
-    @classmethod
-    def _regions(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        if v is None:
-            return v
-        known = (info.context or {}).get("known_regions")
-        for region in v:
-            if not is_region_name(region) or (known is not None and region not in known):
-                raise ValueError(f"{region[:40]!r} is not an AWS region")
-        return list(dict.fromkeys(v))
-
-    @field_validator("image_ids")
-    @classmethod
-    def _image_ids(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        for image_id in v:
-            if not IMAGE_ID.fullmatch(image_id):
-                raise ValueError(f"{image_id[:40]!r} is not an AMI id (ami- and 8 or 17 hex digits)")
-        return list(dict.fromkeys(v))
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "actions": Spec(optional(items(_ACTION, min_length=1, max_length=3)), null=_NOT_NULL),
+        "regions": Spec(optional(then(items(text(), min_length=1, max_length=50), _known_regions)), null=_NOT_NULL),
+        "image_ids": Spec(
+            optional(then(items(text(), min_length=1, max_length=MAX_IMAGE_IDS), _image_ids)), null=_NOT_NULL
+        ),
+        "dry_run": Spec(optional(strict_boolean), null="dry_run must be true or false"),
+        "continuation": Spec(optional(_cursor)),
+    }
 
     def effective_dry_run(self, settings: Settings) -> bool:
         """A dry run unless `"dry_run": false` is stated, and always under the DryRun parameter."""
@@ -164,10 +188,10 @@ def parse_backfill_request(event: Any, settings: Settings, known_regions: frozen
         event = {}
     if not isinstance(event, Mapping):
         raise BadRequest(f"payload is a {type(event).__name__}, not a JSON object")
-    try:
-        request = BackfillRequest.model_validate(dict(event), context={"known_regions": known_regions})
-    except ValidationError as e:
-        raise BadRequest(f"invalid backfill payload: {_problems(e)}") from None
+    out: Out = []
+    request = BackfillRequest.check_mapping(dict(event), out, {"known_regions": known_regions})
+    if out or request is BAD:
+        raise BadRequest(f"invalid backfill payload: {_problems(out)}")
     for region in request.regions or ():
         if region not in settings.sweep_regions:
             raise BadRequest(
@@ -177,20 +201,20 @@ def parse_backfill_request(event: Any, settings: Settings, known_regions: frozen
     return request
 
 
-def _problems(e: ValidationError) -> str:
+def _problems(problems: list[Problem]) -> str:
     """One readable line, short whatever the payload: keys, values and the number of problems are clipped."""
     out = []
-    for err in e.errors():
-        loc = ".".join(str(p)[:40] for p in err["loc"] if not isinstance(p, int)) or "payload"
-        msg = str(err["msg"]).removeprefix("Value error, ")[:200]
-        if err["type"] == "extra_forbidden":
+    for err in problems:
+        loc = ".".join(str(p)[:40] for p in err.loc if not isinstance(p, int)) or "payload"
+        msg = err.msg.removeprefix("Value error, ")[:200]
+        if err.type == "extra_forbidden":
             msg = "unknown key (allowed: actions, regions, image_ids, dry_run)"
-        elif err["type"] == "literal_error":
-            given = err.get("input")
+        elif err.type == "literal_error":
+            given = err.input
             shown = repr(given[:40]) if isinstance(given, str) else f"of type {type(given).__name__}"
             msg = f"unknown action {shown} (allowed: tag, replicate, retire)"
         out.append(f"{loc}: {msg}")
     unique = list(dict.fromkeys(out))
     more = f"; and {len(unique) - 5} more" if len(unique) > 5 else ""
-    text = "; ".join(unique[:5]) + more
-    return text if len(text) <= 850 else text[:849] + "…"
+    line = "; ".join(unique[:5]) + more
+    return line if len(line) <= 850 else line[:849] + "…"

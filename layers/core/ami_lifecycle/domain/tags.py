@@ -9,6 +9,7 @@ import calendar
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 # EC2 limits: a tag value is at most 256 Unicode characters, a key 128.
 MAX_TAG_VALUE = 256
@@ -32,7 +33,9 @@ class TagError(ValueError):
 
 @dataclass(frozen=True)
 class TagKeys:
-    """Every lifecycle tag key, derived from the prefix (template parameter TagPrefix)."""
+    """Every lifecycle tag key, derived from the prefix (template parameter TagPrefix).
+
+    Each key is built on first use and then kept on the instance (the engine reads them per image)."""
 
     prefix: str = "ami-lifecycle"
 
@@ -42,52 +45,52 @@ class TagKeys:
     def _k(self, name: str) -> str:
         return f"{self.prefix}:{name}"
 
-    @property
+    @cached_property
     def managed(self) -> str:
         return self._k("managed")
 
-    @property
+    @cached_property
     def retention(self) -> str:
         return self._k("retention")
 
-    @property
+    @cached_property
     def expires_at(self) -> str:
         return self._k("expires-at")
 
-    @property
+    @cached_property
     def expiry_basis(self) -> str:
         """Written by the tool beside the `P:expires-at` it computed: the retention it came from."""
         return self._k("expiry-basis")
 
-    @property
+    @cached_property
     def hold(self) -> str:
         return self._k("hold")
 
-    @property
+    @cached_property
     def family(self) -> str:
         return self._k("family")
 
-    @property
+    @cached_property
     def keep_latest(self) -> str:
         return self._k("keep-latest")
 
-    @property
+    @cached_property
     def replicate_to(self) -> str:
         return self._k("replicate-to")
 
-    @property
+    @cached_property
     def source_image(self) -> str:
         return self._k("source-image")
 
-    @property
+    @cached_property
     def source_region(self) -> str:
         return self._k("source-region")
 
-    @property
+    @cached_property
     def error(self) -> str:
         return self._k("error")
 
-    @property
+    @cached_property
     def copies(self) -> str:
         """Written by the tool on a source image: the state of each of its copies (lineage record)."""
         return self._k("copies")
@@ -129,11 +132,17 @@ class Retention:
         if self.forever:
             return None
         try:
-            return add_months(created, self.years * 12 + self.months) + timedelta(days=self.days, seconds=self.seconds)
+            months = self.years * 12 + self.months
+            return (add_months(created, months) if months else created) + self.delta
         except TagError:
             raise
         except (OverflowError, ValueError):  # datetime arithmetic out of range (years 1 to 9999)
             raise TagError("retention runs past the year 9999") from None
+
+    @cached_property
+    def delta(self) -> timedelta:
+        """The days and seconds part (years and months are calendar arithmetic, see `expiry`)."""
+        return timedelta(days=self.days, seconds=self.seconds)
 
 
 FOREVER = Retention(forever=True, text="forever")
@@ -146,12 +155,30 @@ _ISO_RE = re.compile(
 )
 
 
+# Parsed texts (a fleet states few distinct ones). The values are immutable; bounded.
+_RETENTIONS: dict[str, Retention] = {}
+_KEEP_LATEST: dict[str, int] = {}
+_PARSED_MAX = 4096
+
+
 def parse_retention(value: str) -> Retention:
     """Parse `<n>h`, `<n>d`, `<n>w`, an ISO-8601 duration (`P30D`, `PT12H`, `P1Y2M`) or `forever`.
 
     Raises TagError on anything else, including negative, fractional, non-ASCII digits and
     durations over 100 years.
     """
+    if type(value) is not str:
+        return _parse_retention(value)
+    known = _RETENTIONS.get(value)
+    if known is None:
+        known = _parse_retention(value)  # raises TagError (not remembered)
+        if len(_RETENTIONS) >= _PARSED_MAX:
+            _RETENTIONS.clear()
+        _RETENTIONS[value] = known
+    return known
+
+
+def _parse_retention(value: str) -> Retention:
     if not isinstance(value, str):
         raise _not_text("retention", value)
     text = value.strip()
@@ -226,7 +253,18 @@ def format_instant(when: datetime) -> str:
     """`2026-12-24T00:00:00Z`: what the tool writes into P:expires-at."""
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = when.astimezone(UTC)
+    if when.year < 1000:  # strftime does not pad the year to 4 digits: keep its rendering
+        return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # (%-formatting: about twice as fast as strftime or an f-string with format specs.)
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031
+        when.year,
+        when.month,
+        when.day,
+        when.hour,
+        when.minute,
+        when.second,
+    )
 
 
 def parse_aws_time(value: str) -> datetime:
@@ -252,10 +290,25 @@ def parse_bool(value: str | None) -> bool | None:
 
 
 def parse_keep_latest(value: str) -> int:
+    if type(value) is not str:
+        return _parse_keep_latest(value)
+    known = _KEEP_LATEST.get(value)
+    if known is None:
+        known = _parse_keep_latest(value)  # raises TagError (not remembered)
+        if len(_KEEP_LATEST) >= _PARSED_MAX:
+            _KEEP_LATEST.clear()
+        _KEEP_LATEST[value] = known
+    return known
+
+
+_KEEP_LATEST_RE = re.compile(r"[0-9]{1,4}", re.ASCII)
+
+
+def _parse_keep_latest(value: str) -> int:
     if not isinstance(value, str):
         raise _not_text("keep-latest", value)
     v = value.strip()
-    if not re.fullmatch(r"[0-9]{1,4}", v, re.ASCII):
+    if not _KEEP_LATEST_RE.fullmatch(v):
         raise TagError(f"keep-latest {_clip(value)!r} is not a whole number from 0 to {MAX_KEEP_LATEST}")
     n = int(v)
     if n > MAX_KEEP_LATEST:
