@@ -266,7 +266,7 @@ class Backfill:
         return None
 
     def _current(self, work: RegionWork, image_id: str) -> Any:
-        return next(i for i in work.inventory.images if i.image_id == image_id)
+        return work.inventory.get(image_id)
 
     def _ranks(self, work: RegionWork, tag: bool) -> Mapping[str, Any]:
         """The family ranking the replicate step uses: over the region's images as the tag step

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..aws.ec2 import Ec2, RegionGateways
 from ..aws.errors import describe_error
 from ..domain.actions import Action, Kind, Outcome, SnapshotResult, Status, copy_actions
-from ..domain.adoption import SkipReason, Verdict, decide_adoption, foreign_manager
+from ..domain.adoption import SkipReason, decide_adoption, foreign_manager
 from ..domain.evidence import checked_unused, usage_of
 from ..domain.expiry import expiry_of
 from ..domain.model import Image
@@ -44,20 +44,27 @@ ADOPTED_THIS_RUN = "adopted-this-run"
 BLAST_RADIUS = "blast-radius"
 
 
-@dataclass
 class Inventory:
-    """What one (account, region) holds, read once."""
+    """What one (account, region) holds, read once: every image (in listing order) and snapshot."""
 
-    region: str
-    images: list[Image]
-    snapshots: dict[str, dict[str, Any]]
+    def __init__(self, region: str, images: Iterable[Image], snapshots: dict[str, dict[str, Any]]) -> None:
+        self.region = region
+        self._images = {image.image_id: image for image in images}
+        self.snapshots = snapshots
+
+    @property
+    def images(self) -> list[Image]:
+        return list(self._images.values())
+
+    def get(self, image_id: str) -> Image | None:
+        return self._images.get(image_id)
 
     def snapshot_tags(self) -> dict[str, dict[str, str]]:
         return {sid: {t["Key"]: t.get("Value", "") for t in s.get("Tags") or []} for sid, s in self.snapshots.items()}
 
     def replace(self, image: Image) -> None:
         """The image as a stage left it (tags written, deprecation set)."""
-        self.images = [image if i.image_id == image.image_id else i for i in self.images]
+        self._images[image.image_id] = image
 
 
 def read_inventory(ec2: Ec2) -> Inventory:
@@ -121,6 +128,8 @@ class RegionWork:
     inventory: Inventory
     copies: Copies | None = None
     entries: dict[str, ImageEntry] = field(default_factory=dict)
+    _published: set[str] = field(default_factory=set, repr=False)
+    _snapshot_tags: dict[str, dict[str, str]] | None = field(default=None, repr=False)
 
     @property
     def dry_run(self) -> bool:
@@ -139,7 +148,8 @@ class RegionWork:
         """Add the entries of these images to the region report, oldest first, once each."""
         for image in sorted(images, key=lambda i: (i.creation_date, i.image_id)):
             e = self.entries.get(image.image_id)
-            if e is not None and e not in self.out.images:
+            if e is not None and image.image_id not in self._published:
+                self._published.add(image.image_id)
                 self.out.add(e)
 
     # ------------------------------------------------------------ recording outcomes
@@ -174,7 +184,9 @@ class RegionWork:
     def adopt(self, image: Image) -> Tagging:
         """Adopt and tag one image; the inventory then holds it as tagged."""
         entry = self.entry(image)
-        result = tag_image(self.executor, image, self.deps, snapshot_tags=self._snapshot_tags())
+        if self._snapshot_tags is None:
+            self._snapshot_tags = self.inventory.snapshot_tags()
+        result = tag_image(self.executor, image, self.deps, snapshot_tags=self._snapshot_tags)
         self.record(entry, result.outcomes)
         entry.errors.extend(f"tag: {problem}" for problem in result.problems)
         self.out.totals.errors += len(result.problems)
@@ -183,11 +195,6 @@ class RegionWork:
         if result.wrote:
             self.out.totals.tagged += 1
         return result
-
-    def _snapshot_tags(self) -> dict[str, dict[str, str]]:
-        if not hasattr(self, "_tags_cache"):
-            self._tags_cache = self.inventory.snapshot_tags()
-        return self._tags_cache
 
     # ------------------------------------------------------------ stage: replicate
 
@@ -404,7 +411,3 @@ def _explain(entry: ImageEntry, reason: str, detail: str) -> None:
     """Give an entry a reason when no step has given it one."""
     if not entry.reason:
         entry.reason, entry.detail = reason, detail
-
-
-def adopted_now(result: Tagging) -> bool:
-    return result.verdict is Verdict.ADOPTED and result.wrote
