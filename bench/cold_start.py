@@ -45,7 +45,7 @@ print(json.dumps(time.perf_counter() - t0))
 """
 
 # What the Lambda runtime sets besides the function's own variables. Tracing is Active in the
-# template, and AWS_LAMBDA_FUNCTION_NAME is set, so Powertools' Tracer is on, as in Lambda.
+# template, and AWS_LAMBDA_FUNCTION_NAME is set, as in Lambda.
 _RUNTIME_ENV = {
     "LANG": "C.UTF-8",
     "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
@@ -101,7 +101,7 @@ class Importer:
 
 def importtime_by_package(stderr: str) -> Counter[str]:
     """Self time (µs) from `python -X importtime`: per top-level package, except our own package,
-    per module (its self time includes what its module body does, e.g. building Powertools' Tracer)."""
+    per module (its self time includes what its module body does, e.g. building Powertools' Logger)."""
     out: Counter[str] = Counter()
     for line in stderr.splitlines():
         parts = line.split("|")
@@ -168,7 +168,7 @@ def run(sec: Section, ctx: Run) -> None:
             top = ", ".join(f"{k} {v / 1000:.0f} ms" for k, v in extra.most_common(6))
             sec.row(f"  extra over boto3, {lid}", top or "-", note="-X importtime self time by package")
         # As the layer ships: its Makefile strips every __pycache__ and /opt is read-only in Lambda, so
-        # each cold start compiles the layer's boto3, botocore, pydantic, powertools... from source.
+        # each cold start compiles the layer's boto3, botocore, powertools... from source.
         if not quick:
             empty = Path(tmp) / "empty-pycache"
             empty.mkdir()
@@ -192,15 +192,15 @@ def run(sec: Section, ctx: Run) -> None:
     sec.notes.append(
         "Cold start: each import runs in a fresh interpreter (subprocess) with the layer package first on "
         "sys.path, the handler loaded by file path as Lambda does, and the environment LocalStack gives the "
-        "function from the template (parameters at their defaults; AWS_LAMBDA_FUNCTION_NAME set, so Powertools' "
-        "Tracer is on, as with Tracing: Active). Times are perf_counter around the import, on this machine's "
+        "function from the template (parameters at their defaults; AWS_LAMBDA_FUNCTION_NAME set, as in "
+        "Lambda; tracing is Lambda's own, no X-Ray SDK). Times are perf_counter around the import, on this machine's "
         f"CPU; a {FUNCTION_MEMORY_MB} MB function gets about {FUNCTION_MEMORY_MB / 1769:.2f} of a vCPU, so "
         f"multiply by ~{CPU_SLOWDOWN:.1f} for Lambda."
     )
     sec.notes.append(
         "The built layer ships no bytecode: layers/core/Makefile removes every __pycache__ after pip (and pip, "
         "run by the build machine's Python, would have written pycs for that Python, not 3.13). /opt is "
-        "read-only in Lambda, so every cold start compiles the layer's boto3/botocore/pydantic/powertools from "
+        "read-only in Lambda, so every cold start compiles the layer's boto3/botocore/powertools from "
         "source: see the 'no .pyc' rows. Fix: compile with a python3.13 during the build (python3.13 -m "
         "compileall -q python/ with --invalidation-mode unchecked-hash) instead of deleting __pycache__."
     )

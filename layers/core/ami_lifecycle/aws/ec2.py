@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from ..domain.evidence import LaunchPermissions, UsageEntry, UsageReport
 from ..domain.model import Image, Reference
 from .errors import NOT_FOUND_CODES, error_code
+
+if TYPE_CHECKING:  # the sweep's evidence types: imported where used (the event path never needs them)
+    from ..domain.evidence import LaunchPermissions, UsageEntry, UsageReport
 
 # DescribeImageReferences accepts at most this many image ids per call (our documented assumption).
 REFERENCES_BATCH = 10
@@ -204,6 +206,8 @@ class Ec2:
 
     def launch_permissions(self, image: Image) -> LaunchPermissions:
         """Who may launch the image: DescribeImageAttribute(launchPermission), one call."""
+        from ..domain.evidence import LaunchPermissions
+
         resp = self.client.describe_image_attribute(ImageId=image.image_id, Attribute="launchPermission")
         accounts, orgs, units = [], [], []
         public = image.public
@@ -220,6 +224,8 @@ class Ec2:
 
     def usage_reports(self, image_ids: Sequence[str]) -> list[UsageReport]:
         """The AMI usage reports of these images (DescribeImageUsageReports, 200 ids per call)."""
+        from ..domain.evidence import UsageReport
+
         ids = list(dict.fromkeys(image_ids))
         found: list[UsageReport] = []
         paginator = self.client.get_paginator("describe_image_usage_reports")
@@ -240,6 +246,8 @@ class Ec2:
 
     def usage_report_entries(self, report_ids: Sequence[str]) -> dict[str, list[UsageEntry]]:
         """The entries of these usage reports, by report id (every report asked for has a list)."""
+        from ..domain.evidence import UsageEntry
+
         ids = list(dict.fromkeys(report_ids))
         found: dict[str, list[UsageEntry]] = {i: [] for i in ids}
         paginator = self.client.get_paginator("describe_image_usage_report_entries")
