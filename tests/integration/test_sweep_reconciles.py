@@ -141,3 +141,22 @@ def test_a_dry_run_sweep_says_it_would_adopt_and_changes_nothing(aws: Aws, setti
     assert any(a.startswith(f"would tag image: {P}:managed=true") for a in e["actions"])
     assert "would request a copy to us-west-2" in e["actions"]
     assert tags_of(ec2, missed) == {} and queued(aws, queue_url) == []
+
+
+def test_an_adoption_aws_refuses_is_reported_and_the_image_stays_unmanaged_and_registered(
+    aws: Aws, settings: Settings
+) -> None:
+    # Given an untagged, long-expired image, and CreateTags refused once (a missing permission)
+    ec2 = aws.ec2(EAST)
+    missed = create_image(ec2, "batch-1", created=datetime.now(UTC) - timedelta(days=400))
+    motoext.inject_error("CreateTags", "UnauthorizedOperation", "not allowed", times=1)
+
+    # When the sweep runs
+    report = sweep(Deps.create(settings, aws, None, ACCOUNT_ID))
+
+    # Then the refusal is in the report, nothing is retired, and the image carries no lifecycle tag
+    e = entry(report, missed)
+    assert (e["decision"], e["reason"], e["outcome"]) == ("adopt", "failed", "failed")
+    assert any("UnauthorizedOperation" in err for err in e["errors"]) and report.totals.errors == 1
+    assert tags_of(ec2, missed) == {} and missed in registered(aws)
+    assert report.totals.retired == 0 and report.totals.copies_requested == 0

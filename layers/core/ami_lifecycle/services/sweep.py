@@ -166,6 +166,8 @@ def _plan_region(work: RegionWork, in_use_way: InUseWay) -> _Region:
             e.detail = MISSED
         elif result.verdict is Verdict.REFUSED:
             e.decision, e.reason, e.detail, e.outcome = "skip", "refused", result.reason, "refused"
+        elif e.errors:  # the adoption was refused by AWS: reported, and it stays unmanaged
+            e.decision, e.reason, e.detail, e.outcome = "adopt", "failed", result.reason, "failed"
         else:
             work.entries.pop(image.image_id, None)  # not the tool's: not reported
     if adopted:
@@ -190,7 +192,6 @@ def _plan_region(work: RegionWork, in_use_way: InUseWay) -> _Region:
             work.entry(image).outcome = "would adopt" if work.dry_run else "adopted"
     retirable = [i for i in selected if decisions[i.image_id].retire]
     work.out.notes["retirable"] = len(retirable)
-    # Entries not retired and without actions keep only what the rule said.
     return _Region(work, selected, decisions, retirable)
 
 
