@@ -254,9 +254,9 @@ class Backfill:
         try:
             self._retire(work, {i.image_id for i in selected}, whole_region=wanted is None)
         except OutOfTime:  # the entries so far stay; the follow-up does the region again
-            self._publish(work, selected)
             return offset + len(todo), selected[-1].image_id if selected else after
-        self._publish(work, selected)
+        finally:  # what was done is reported, also when the region fails half-way
+            self._publish(work, selected)
         out.notes["snapshot_gib_freed"] = snapshot_gib_freed(out, work.inventory.snapshots)
         t = out.totals
         self.progress(
