@@ -315,7 +315,7 @@ class Backfill:
         for image in work.inventory.images:
             if image.image_id in ids and image.image_id not in decisions:
                 e = work.entry(image)
-                if e.outcome == "gone":
+                if image.image_id in work.gone:
                     continue
                 d = decide(image, None, checked_unused(), self.settings, work.now, self.deps.account_id)
                 e.decision, e.reason, e.detail = d.action, str(d.reason), d.detail
@@ -334,9 +334,9 @@ class Backfill:
         for image in done:
             e = work.entry(image)
             if not e.decision:
-                if e.outcome in ("tagged", "would tag"):
+                if image.image_id in work.tagged:
                     e.decision = "tag"
-                elif any(o.get("kind") == "request-copy" for o in e.outcomes):
+                elif image.image_id in work.copied:
                     e.decision = "copy"
                     e.outcome = e.outcome or ("would request copies" if work.dry_run else "copies requested")
                 elif e.errors:

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..aws.ec2 import Ec2, RegionGateways
 from ..aws.errors import describe_error
 from ..domain.actions import Action, Kind, Outcome, SnapshotResult, Status, copy_actions
-from ..domain.adoption import SkipReason, decide_adoption, foreign_manager
+from ..domain.adoption import SkipReason, Verdict, decide_adoption, foreign_manager
 from ..domain.evidence import checked_unused, usage_of
 from ..domain.expiry import expiry_of
 from ..domain.model import Image
@@ -128,6 +128,10 @@ class RegionWork:
     inventory: Inventory
     copies: Copies | None = None
     entries: dict[str, ImageEntry] = field(default_factory=dict)
+    # What the stages did, by image id (typed facts; the entries' texts are for people).
+    tagged: set[str] = field(default_factory=set)
+    copied: set[str] = field(default_factory=set)
+    gone: set[str] = field(default_factory=set)
     _published: set[str] = field(default_factory=set, repr=False)
     _snapshot_tags: dict[str, dict[str, str]] | None = field(default=None, repr=False)
 
@@ -194,6 +198,9 @@ class RegionWork:
             self.inventory.replace(result.after)
         if result.wrote:
             self.out.totals.tagged += 1
+            self.tagged.add(image.image_id)
+        if result.verdict is Verdict.MISSING:
+            self.gone.add(image.image_id)
         return result
 
     # ------------------------------------------------------------ stage: replicate
@@ -253,6 +260,7 @@ class RegionWork:
         if done and not self.dry_run:
             count("CopiesRequested", len(done))
         if done:
+            self.copied.add(image.image_id)
             targets = ", ".join(r.target_region for r in done)
             _explain(entry, "not-replicated", f"no copy in {targets} yet")
         return done
