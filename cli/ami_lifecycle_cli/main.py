@@ -378,30 +378,7 @@ def _run_sweep(
             f"blast radius: {b['would_retire']} images are due, more than the limit of {b['limit']} "
             "(MaxRetirementsPerRun): none retired. For a deliberate clean-up: apply --max-retirements N"
         )
-    report = combined.to_dict()
-    if dry_run:
-        _add_snapshot_sizes(report, aws)
-    return report
-
-
-def _add_snapshot_sizes(report: dict[str, Any], aws: Any) -> None:
-    """`notes.snapshot_gib_freed` per region for a sweep plan: the sizes of the snapshots it would delete."""
-    for region, r in report.get("regions", {}).items():
-        ids = [
-            s["SnapshotId"]
-            for e in r.get("images", [])
-            for s in e.get("snapshots", [])
-            if s.get("ReturnCode") == "would-delete"
-        ]
-        # Orphaned snapshots (services/orphans.py) carry their outcome as text only ("would delete
-        # (orphaned)", "kept: ..."): no structured field says that one would be deleted.
-        ids += [s["snapshot_id"] for s in r.get("snapshots", []) if str(s.get("outcome", "")).startswith("would")]
-        gib = 0
-        client = aws.ec2(region)
-        for start in range(0, len(ids), 200):
-            for snap in client.describe_snapshots(SnapshotIds=ids[start : start + 200]).get("Snapshots", []):
-                gib += int(snap.get("VolumeSize") or 0)
-        r.setdefault("notes", {})["snapshot_gib_freed"] = gib
+    return combined.to_dict()
 
 
 def _finish(out: Output, report: dict[str, Any], title: str) -> int:

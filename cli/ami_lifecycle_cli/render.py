@@ -116,9 +116,13 @@ def age(created: str | None, now: datetime) -> str:
     return f"{int(seconds // 86400)}d" if seconds >= 86400 else f"{int(seconds // 3600)}h"
 
 
-def snapshot_gib_freed(report: Mapping[str, Any]) -> int:
-    """`notes.snapshot_gib_freed` summed over the regions (the CLI adds it to a sweep plan)."""
-    return sum(int((r.get("notes") or {}).get("snapshot_gib_freed", 0)) for r in report.get("regions", {}).values())
+def snapshot_gib_freed(report: Mapping[str, Any]) -> float:
+    """`notes.snapshot_gib_freed` summed over the regions (domain/cost.py: FullSnapshotSizeInBytes,
+    else VolumeSize)."""
+    total = float(
+        sum(float((r.get("notes") or {}).get("snapshot_gib_freed", 0)) for r in report.get("regions", {}).values())
+    )
+    return int(total) if total.is_integer() else round(total, 2)
 
 
 def render_report(report: Mapping[str, Any], now: datetime, title: str) -> str:

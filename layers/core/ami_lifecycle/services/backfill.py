@@ -37,7 +37,7 @@ is an `ImageEntry`: with the retire action its decision is the sweep's `retire` 
 reason code); otherwise `tag` (tags to write), `copy` (copies to request), `skip` (not the tool's
 to manage: the reason says why) or `none` (nothing to do). `actions` lists what was (or would be)
 done to it, `outcome` sums it up. Totals: tagged, copies_requested, retired, kept by reason,
-errors, snapshots_deleted, deprecations_set; per region `notes.snapshot_gib_freed`.
+errors, snapshots_deleted, deprecations_set; per region `notes.snapshot_gib_freed` (domain/cost.py).
 
 Large fleets: when the Lambda's remaining time runs low, the run stops between two images,
 reports `continued: true` and where (`continuation`: region index, image offset and the last
@@ -257,7 +257,7 @@ class Backfill:
             return offset + len(todo), selected[-1].image_id if selected else after
         finally:  # what was done is reported, also when the region fails half-way
             self._publish(work, selected)
-        out.notes["snapshot_gib_freed"] = snapshot_gib_freed(out, work.inventory.snapshots)
+        work.note_freed()
         t = out.totals
         self.progress(
             f"{region}: done: {t.tagged} tagged, {t.copies_requested} copies requested, {t.retired} retired, "
@@ -355,17 +355,6 @@ class Backfill:
         if url and self._queue is None:
             self._queue = CopyQueue.of(self.deps.aws, url, self.settings.home_region)
         return self._queue
-
-
-def snapshot_gib_freed(out: RegionReport, snapshots: Mapping[str, Mapping[str, Any]]) -> int:
-    """GiB of the snapshots the report deletes (or would delete), by their VolumeSize."""
-    deleted = {
-        s["SnapshotId"] for e in out.images for s in e.snapshots if s.get("ReturnCode") in ("success", "would-delete")
-    }
-    deleted |= {
-        r["snapshot_id"] for r in out.snapshots if str(r.get("outcome", "")).startswith(("deleted", "would delete"))
-    }
-    return sum(int(snapshots.get(sid, {}).get("VolumeSize") or 0) for sid in deleted)
 
 
 # ---------------------------------------------------------------- the Lambda around it

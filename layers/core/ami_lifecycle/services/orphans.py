@@ -34,8 +34,9 @@ def reconcile_orphan_snapshots(
     out: RegionReport,
     snapshots: Sequence[Mapping[str, Any]],
     budget: Budget | None = None,
-) -> None:
-    """Delete snapshots tagged `P:managed=true` whose image no longer exists. `everything`: every
+) -> set[str]:
+    """Delete snapshots tagged `P:managed=true` whose image no longer exists; returns the ids deleted
+    (in a dry run: that would be). `everything`: every
     image of the account in the region (any state); `snapshots`: the region's snapshots; `gone`: the
     images retired in this run.
 
@@ -57,6 +58,7 @@ def reconcile_orphan_snapshots(
     registered = {image.image_id for image in live}
     used = {snapshot for image in live for snapshot in image.snapshot_ids}
     candidates: list[tuple[str, set[str]]] = []
+    deleted: set[str] = set()
     for snapshot in snapshots:
         sid = snapshot["SnapshotId"]
         tags = {t["Key"]: t.get("Value", "") for t in snapshot.get("Tags") or []}
@@ -76,14 +78,14 @@ def reconcile_orphan_snapshots(
         candidates.append((sid, named))
     out.notes["orphan_snapshot_candidates"] = len(candidates)
     if not candidates:
-        return
+        return deleted
 
     # Confirm against every image of the account in the region, unmanaged ones included.
     registered_all = {image.image_id for image in everything} - gone
     used_all = {s for image in everything if image.image_id not in gone for s in image.snapshot_ids}
     confirmed = [(sid, named) for sid, named in candidates if sid not in used_all and not named & registered_all]
     if not confirmed:
-        return
+        return deleted
     # An image in the Recycle Bin can be restored only with its snapshots: leave those alone. If the
     # bin cannot be checked, delete nothing (this is a clean-up: it can wait for the next sweep).
     try:
@@ -96,7 +98,7 @@ def reconcile_orphan_snapshots(
             f"({_describe_error(e)})"
         )
         logger.warning("orphaned snapshots left in place", region=ec2.region, reason=out.notes["orphan_snapshots_left"])
-        return
+        return deleted
     for sid, named in confirmed:
         budget.check()
         record = {"snapshot_id": sid, "images": ",".join(sorted(named))}
@@ -117,6 +119,7 @@ def reconcile_orphan_snapshots(
             if done.happened:
                 record["outcome"] = "would delete (orphaned)" if dry_run else "deleted (orphaned)"
                 out.totals.snapshots_deleted += 1
+                deleted.add(sid)
             else:
                 record["outcome"] = "not deleted"
                 record["error"] = done.error
@@ -125,6 +128,7 @@ def reconcile_orphan_snapshots(
         out.snapshots.append(record)
         log = logger.warning if "error" in record else logger.info
         log("orphaned snapshot", region=ec2.region, dry_run=dry_run, snapshot=record)
+    return deleted
 
 
 def snapshot_kept_by_tags(tags: Mapping[str, str], keys: TagKeys, now: datetime, started: datetime | None) -> bool:

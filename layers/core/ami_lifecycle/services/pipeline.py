@@ -22,8 +22,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws.ec2 import Ec2, RegionGateways
 from ..aws.errors import describe_error
-from ..domain.actions import Action, Kind, Outcome, SnapshotResult, Status, copy_actions
+from ..domain.actions import DELETED_CODES, Action, Kind, Outcome, SnapshotResult, Status, copy_actions
 from ..domain.adoption import SkipReason, Verdict, decide_adoption, foreign_manager
+from ..domain.cost import freed as freed_size
 from ..domain.evidence import checked_unused, usage_of
 from ..domain.expiry import expiry_of
 from ..domain.model import Image
@@ -132,6 +133,7 @@ class RegionWork:
     tagged: set[str] = field(default_factory=set)
     copied: set[str] = field(default_factory=set)
     gone: set[str] = field(default_factory=set)
+    freed: set[str] = field(default_factory=set)  # snapshots deleted (a dry run: that would be)
     _published: set[str] = field(default_factory=set, repr=False)
     _snapshot_tags: dict[str, dict[str, str]] | None = field(default=None, repr=False)
 
@@ -352,6 +354,7 @@ class RegionWork:
             e.outcomes.append(outcome.to_dict())
             self.out.totals.retired += 1
             self.out.totals.snapshots_deleted += outcome.snapshots_deleted
+            self.freed.update(s.snapshot_id for s in outcome.snapshots if s.code in DELETED_CODES)
             for s in outcome.snapshot_errors:
                 e.errors.append(f"snapshot {s.snapshot_id} not deleted: {s.code}")
                 self.out.totals.errors += 1
@@ -393,7 +396,7 @@ class RegionWork:
         managed = [
             s for s in self.inventory.snapshots.values() if _managed_snapshot(s, self.deps.settings.keys.managed)
         ]
-        reconcile_orphan_snapshots(
+        self.freed |= reconcile_orphan_snapshots(
             self.executor,
             self.inventory.images,
             gone,
@@ -403,6 +406,10 @@ class RegionWork:
             managed,
             budget=self.deps.budget,
         )
+
+    def note_freed(self) -> None:
+        """The region's `notes.snapshot_gib_freed` and `snapshot_size_basis` (domain/cost.py)."""
+        self.out.notes.update(freed_size(self.freed, self.inventory.snapshots).to_notes())
 
 
 def _managed_snapshot(snapshot: Mapping[str, Any], key: str) -> bool:

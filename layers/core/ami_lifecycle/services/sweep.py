@@ -209,6 +209,7 @@ def _execute_region(p: _Region, allowed: bool) -> None:
     gone = work.retire(sorted(retire, key=lambda i: (i.creation_date, i.image_id)))
     work.reconcile_kept(p.managed, p.decisions)
     work.reconcile_orphans(gone)
+    work.note_freed()
 
 
 def _run_region(report: Report, regions: Sequence[str], index: int, step: Callable[[], object]) -> bool:
