@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import TypeVar
 
 # EC2 limits: a tag value is at most 256 Unicode characters, a key 128.
 MAX_TAG_VALUE = 256
@@ -167,15 +169,7 @@ def parse_retention(value: str) -> Retention:
     Raises TagError on anything else, including negative, fractional, non-ASCII digits and
     durations over 100 years.
     """
-    if type(value) is not str:
-        return _parse_retention(value)
-    known = _RETENTIONS.get(value)
-    if known is None:
-        known = _parse_retention(value)  # raises TagError (not remembered)
-        if len(_RETENTIONS) >= _PARSED_MAX:
-            _RETENTIONS.clear()
-        _RETENTIONS[value] = known
-    return known
+    return _remembered(_RETENTIONS, _parse_retention, value)
 
 
 def _parse_retention(value: str) -> Retention:
@@ -290,15 +284,7 @@ def parse_bool(value: str | None) -> bool | None:
 
 
 def parse_keep_latest(value: str) -> int:
-    if type(value) is not str:
-        return _parse_keep_latest(value)
-    known = _KEEP_LATEST.get(value)
-    if known is None:
-        known = _parse_keep_latest(value)  # raises TagError (not remembered)
-        if len(_KEEP_LATEST) >= _PARSED_MAX:
-            _KEEP_LATEST.clear()
-        _KEEP_LATEST[value] = known
-    return known
+    return _remembered(_KEEP_LATEST, _parse_keep_latest, value)
 
 
 _KEEP_LATEST_RE = re.compile(r"[0-9]{1,4}", re.ASCII)
@@ -395,3 +381,20 @@ def _a(value: object) -> str:
     """`a list`, `an int`: the kind of a value, for messages (never its content: it may be huge)."""
     name = type(value).__name__
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+_T = TypeVar("_T")
+
+
+def _remembered(cache: dict[str, _T], parse: Callable[[str], _T], value: str) -> _T:
+    """`parse(value)`, remembered per text (pure parses of immutable results); a refusal raises
+    every time and is not remembered; a value that is not text is parsed (and refused) as given."""
+    if type(value) is not str:
+        return parse(value)
+    known = cache.get(value)
+    if known is None:
+        known = parse(value)  # raises TagError (not remembered)
+        if len(cache) >= _PARSED_MAX:
+            cache.clear()
+        cache[value] = known
+    return known
