@@ -163,3 +163,23 @@ def test_an_adoption_aws_refuses_is_reported_and_the_image_stays_unmanaged_and_r
     assert any("UnauthorizedOperation" in err for err in e["errors"]) and report.totals.errors == 1
     assert tags_of(ec2, missed) == {} and missed in registered(aws)
     assert report.totals.retired == 0 and report.totals.copies_requested == 0
+
+
+def test_a_tag_write_aws_refuses_on_the_event_path_fails_the_event_for_a_retry_and_the_sweep_catches_up(
+    aws: Aws, settings: Settings, available_event: Any
+) -> None:
+    from ami_lifecycle.services.image_events import handle_event
+
+    # Given a new image, and CreateTags refused once when its event arrives
+    ec2 = aws.ec2(EAST)
+    image_id = create_image(ec2, "svc-1")
+    motoext.inject_error("CreateTags", "UnauthorizedOperation", "not allowed", times=1)
+
+    # When the event is handled, Then it fails (Lambda retries it, then the DLQ), nothing is tagged
+    with pytest.raises(RuntimeError, match="UnauthorizedOperation"):
+        handle_event(available_event(image_id), Deps.create(settings, aws, None, ACCOUNT_ID))
+    assert tags_of(ec2, image_id) == {}
+
+    # And the next sweep adopts it all the same
+    sweep(Deps.create(settings, aws, None, ACCOUNT_ID))
+    assert tags_of(ec2, image_id)[f"{P}:managed"] == "true"

@@ -97,6 +97,12 @@ def _on_available(change: AmiStateChange, deps: Deps) -> EventOutcome:
     queue = CopyQueue.of(deps.aws, settings.copy_queue_url, settings.home_region) if settings.copy_queue_url else None
     executor = Executor(ec2, dry_run=False, queue=queue)
     result = tag_image_by_id(executor, change.image_id, deps)
+    if result.failures:
+        # Raise so that the event is retried (and lands in the DLQ after the retries): nothing of an
+        # adoption AWS refused is lost, and the writes are idempotent.
+        refused = "; ".join(f"{o.action.kind}: {o.error}" for o in result.failures)
+        logger.error("image not tagged: AWS refused a write", image_id=change.image_id, errors=refused)
+        raise RuntimeError(f"could not tag {change.image_id}: {refused}")
     status = Status.TAGGED if result.adopted else _BY_VERDICT[result.verdict]
     outcome = EventOutcome(status, result.reason, change.image_id, change.region, tagging=result.to_dict())
     if not result.adopted or result.after is None:

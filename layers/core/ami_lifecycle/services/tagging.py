@@ -9,7 +9,7 @@ caller does not know them. A second run over the same image writes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..aws.ec2 import Ec2
 from ..domain.actions import Kind, Outcome, Status
@@ -49,6 +49,11 @@ class Tagging:
     @property
     def adopted(self) -> bool:
         return self.verdict in (Verdict.ADOPTED, Verdict.ALREADY_MANAGED)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        """The writes AWS refused (the tag-limit refusal is not one: it is final and reported)."""
+        return [o for o in self.outcomes if o.status is Status.FAILED]
 
     @property
     def wrote(self) -> bool:
@@ -107,7 +112,10 @@ def tag_image(
     result.errors += [f"{o.action.kind}: {o.error}" for o in failed]
     tags_ok = not any(o.action.kind in (Kind.TAG, Kind.UNTAG) for o in failed)
     if tags_ok:
-        result.after = tagged(image, adoption)
+        after = tagged(image, adoption)
+        if any(o.action.kind in (Kind.DEPRECATE, Kind.UNDEPRECATE) for o in failed):
+            after = replace(after, deprecation_time=image.deprecation_time)
+        result.after = after
     if adoption.verdict is Verdict.ADOPTED and tags_ok:
         count("ImagesAdopted")
     logger.info(
