@@ -62,7 +62,7 @@ from ..domain.requests import MAX_CHAIN, Action, BackfillRequest, BadRequest, Cu
 from ..domain.retention import decide, is_managed, rank_families
 from ..domain.settings import Settings
 from ..runtime import Deps
-from ..runtime.budget import Budget, OutOfTime
+from ..runtime.budget import OutOfTime
 from ..runtime.observability import count, logger
 from .executor import Executor
 from .payloads import clip_payload
@@ -397,8 +397,7 @@ def handle(event: Any, deps: Deps) -> dict[str, Any]:
         logger.error("backfill payload refused", error=str(e), payload=clip_payload(event))
         count("BackfillRefused")
         return refused(str(e))
-    budget = Budget(deps.budget.remaining_ms, max(deps.budget.margin_ms, SAFETY_MARGIN_MS))
-    deps = Deps(deps.settings, deps.aws, deps.clock, deps.account_id, budget, deps.known_regions, deps.invoke)
+    deps = deps.with_margin(max(deps.budget.margin_ms, SAFETY_MARGIN_MS))
     backfill = Backfill(deps)
     dry_run = request.effective_dry_run(settings)
     report = backfill.run(request)

@@ -47,9 +47,9 @@ def reconcile_orphan_snapshots(
     CreateImage/CopyImage/RegisterImage write it) and none of those images exists in the region, in
     any state (pending, available, disabled, failed), nor in the Recycle Bin; no image of the
     account in the region, in any state, uses it; and it is not shared (no createVolumePermission:
-    another account may have registered an image on it). One DescribeSnapshots call per 1000 managed
-    snapshots; all images are listed, the Recycle Bin and the sharing checked, only when there is a
-    candidate. Anything that cannot be checked leaves the snapshot in place.
+    another account may have registered an image on it). No call of its own but for a candidate: the
+    Recycle Bin and the sharing are checked only then (the images and snapshots come from the
+    inventory). Anything that cannot be checked leaves the snapshot in place.
     """
     budget = budget or Budget()
     ec2, dry_run = executor.ec2, executor.dry_run
@@ -80,12 +80,7 @@ def reconcile_orphan_snapshots(
     if not candidates:
         return deleted
 
-    # Confirm against every image of the account in the region, unmanaged ones included.
-    registered_all = {image.image_id for image in everything} - gone
-    used_all = {s for image in everything if image.image_id not in gone for s in image.snapshot_ids}
-    confirmed = [(sid, named) for sid, named in candidates if sid not in used_all and not named & registered_all]
-    if not confirmed:
-        return deleted
+    confirmed = candidates  # checked above against every image of the account, unmanaged ones included
     # An image in the Recycle Bin can be restored only with its snapshots: leave those alone. If the
     # bin cannot be checked, delete nothing (this is a clean-up: it can wait for the next sweep).
     try:

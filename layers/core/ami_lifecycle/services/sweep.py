@@ -62,7 +62,7 @@ class _Region:
     """One region's state between the two phases."""
 
     work: RegionWork
-    managed: list[Any]
+    decided: list[Any]  # the managed images decided (not those adopted in this run)
     decisions: dict[str, Decision]
     retirable: list[Any]
 
@@ -207,7 +207,7 @@ def _execute_region(p: _Region, allowed: bool) -> None:
             )
         retire = []
     gone = work.retire(sorted(retire, key=lambda i: (i.creation_date, i.image_id)))
-    work.reconcile_kept(p.managed, p.decisions)
+    work.reconcile_kept(p.decided, p.decisions)
     work.reconcile_orphans(gone)
     work.note_freed()
 

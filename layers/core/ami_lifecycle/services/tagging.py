@@ -41,7 +41,6 @@ class Tagging:
     reason: str
     adoption: Adoption | None = None
     outcomes: list[Outcome] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
     # Why some lifecycle tags cannot be used (adoption errors, or the tag-limit refusal).
     problems: list[str] = field(default_factory=list)
     after: Image | None = None
@@ -49,6 +48,11 @@ class Tagging:
     @property
     def adopted(self) -> bool:
         return self.verdict in (Verdict.ADOPTED, Verdict.ALREADY_MANAGED)
+
+    @property
+    def errors(self) -> list[str]:
+        """The problems, then each write AWS refused."""
+        return [*self.problems, *(f"{o.action.kind}: {o.error}" for o in self.failures)]
 
     @property
     def failures(self) -> list[Outcome]:
@@ -90,7 +94,6 @@ def tag_image(
     problem = tag_limit_problem(image, adoption)
     if problem:
         return _refuse(executor, image, deps, result, problem)
-    result.errors = list(adoption.errors)
     result.problems = list(adoption.errors)
     if adoption.errors:
         logger.warning(
@@ -109,7 +112,6 @@ def tag_image(
         # A snapshot (whose tags were not read) had no room: EC2 wrote nothing in that call.
         problem = f"an image or snapshot cannot take the lifecycle tags (EC2 allows {MAX_TAGS} per resource)"
         return _refuse(executor, image, deps, result, problem)
-    result.errors += [f"{o.action.kind}: {o.error}" for o in failed]
     tags_ok = not any(o.action.kind in (Kind.TAG, Kind.UNTAG) for o in failed)
     if tags_ok:
         after = tagged(image, adoption)
@@ -148,7 +150,7 @@ def _snapshot_tags(ec2: Ec2, image: Image) -> dict[str, dict[str, str]]:
 def _refuse(executor: Executor, image: Image, deps: Deps, result: Tagging, problem: str) -> Tagging:
     """Refuse, once and for all (no retry can make room): log, count, and say so in `P:error`.
     Nothing else is written, so the image stays unmanaged (never retired)."""
-    result.verdict, result.reason, result.errors, result.problems = Verdict.REFUSED, problem, [problem], [problem]
+    result.verdict, result.reason, result.problems = Verdict.REFUSED, problem, [problem]
     result.after = image
     logger.warning("image not adopted: tag limit", image_id=image.image_id, region=executor.ec2.region, reason=problem)
     count("TagLimitExceeded")
