@@ -19,6 +19,7 @@ from typing import Any
 
 import local
 import seed
+from ami_lifecycle.domain.report import pairs_of
 from floor import FAIL_CLOSED_SOURCES, NOTE, RegionPlan, floor_for, moto_snapshot_pages, safety
 from harness import MET, Run, Section, calls_text, check_max, fmt_n, fmt_s, stdout_to_devnull
 
@@ -158,7 +159,7 @@ def run(sec: Section, ctx: Run) -> None:
             "wall_s": m.wall,
             "client_cpu_s": m.client_cpu,
             "moto_cpu_s": m.server_cpu,
-            "in_use_check": {r: v.get("notes", {}).get("in_use_check") for r, v in report.get("regions", {}).items()},
+            "in_use_check": {r: v.get("notes", {}).get("in_use_check") for _, r, v in pairs_of(report)},
         }
     )
     sec.notes.append(NOTE)

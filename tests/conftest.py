@@ -254,3 +254,10 @@ def make_settings() -> Callable[..., Any]:
         return Settings.model_validate(data)
 
     return make
+
+
+def regions(report: Any, account: str | None = None) -> dict[str, Any]:
+    """The per-region reports of one account (default: the hub's, moto's default account) of a
+    sweep or backfill report as `Report.to_dict()` gives it (keyed by account, then region)."""
+    data = report.to_dict() if hasattr(report, "to_dict") else report
+    return dict(((data.get("accounts") or {}).get(account or ACCOUNT_ID) or {}).get("regions") or {})

@@ -98,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         "region plus --replica-regions",
     )
     g.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / the default credential chain)")
+    g.add_argument(
+        "--account",
+        action="append",
+        metavar="ID",
+        help="work in this managed account (repeatable; default: your own). Accounts other than your "
+        "own are reached by assuming --role-name in them, as the hub's functions do",
+    )
+    g.add_argument(
+        "--role-name", metavar="NAME", help="SpokeRoleName (default: SPOKE_ROLE_NAME, else ami-lifecycle-spoke)"
+    )
     g.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
     g.add_argument("--verbose", "-v", action="store_true", help="the functions' JSON logs on stderr")
@@ -229,7 +239,11 @@ def _settings(args: argparse.Namespace, session_region: str | None) -> Any:
         "DEFAULT_KEEP_LATEST": args.default_keep_latest,
         "REPLICA_REGIONS": args.replica_regions,
         "COPY_QUEUE_URL": args.copy_queue_url,
+        "SPOKE_ROLE_NAME": getattr(args, "role_name", None),
     }
+    accounts = _accounts_arg(getattr(args, "account", None))
+    if accounts:
+        env["MANAGED_ACCOUNTS"] = ",".join(accounts)
     env.update({k: v for k, v in overrides.items() if v is not None})
     if regions:
         env["SWEEP_REGIONS"] = ",".join(regions)
@@ -241,6 +255,16 @@ def _settings(args: argparse.Namespace, session_region: str | None) -> Any:
         if region not in known_regions():
             raise CliError(f"{region!r} is not an AWS region", EXIT_USAGE)
     return settings
+
+
+def _accounts_arg(values: list[str] | None) -> list[str]:
+    from ami_lifecycle.domain.ids import is_account_id
+
+    accounts = [a.strip() for value in values or () for a in value.split(",") if a.strip()]
+    for account in accounts:
+        if not is_account_id(account):
+            raise CliError(f"--account: {account[:40]!r} is not a 12-digit AWS account id", EXIT_USAGE)
+    return list(dict.fromkeys(accounts))
 
 
 def _session(args: argparse.Namespace) -> Any:
@@ -326,6 +350,9 @@ def backfill_request(args: argparse.Namespace, settings: Any, dry_run: bool) -> 
     payload: dict[str, Any] = {"actions": [a.strip() for a in args.actions.split(",") if a.strip()], "dry_run": dry_run}
     if args.image_ids:
         payload["image_ids"] = [i.strip() for value in args.image_ids for i in value.split(",") if i.strip()]
+    accounts = _accounts_arg(getattr(args, "account", None))
+    if accounts:
+        payload["accounts"] = accounts
     try:
         return parse_backfill_request(payload, settings, known_regions())
     except BadRequest as e:
@@ -360,18 +387,25 @@ def _run_sweep(
     from ami_lifecycle.services.sweep import sweep
 
     regions = list(settings.sweep_regions)
-    out.progress(f"{', '.join(regions)}: retention sweep ({'dry run' if dry_run else 'for real'})")
-    # One sweep over every region: MaxRetirementsPerRun counts them all together.
+    deps = Deps.create(settings, aws, None, account_id)
+    pairs = deps.pairs(_accounts_arg(getattr(args, "account", None)) or [account_id], regions)
+    where = ", ".join(regions)
+    accounts = {a for a, _ in pairs}
+    if accounts != {account_id}:
+        where = f"{len(accounts)} accounts x {where}"
+    out.progress(f"{where}: retention sweep ({'dry run' if dry_run else 'for real'})")
+    # One sweep over every pair: MaxRetirementsPerRun counts them all together.
     with quiet_functions(args.verbose, out.stderr):
         combined: Report = sweep(
-            Deps.create(settings, aws, None, account_id),
-            regions=regions,
-            dry_run=dry_run,
-            max_retirements=getattr(args, "max_retirements", None),
+            deps, pairs=pairs, dry_run=dry_run, max_retirements=getattr(args, "max_retirements", None)
         )
-    for region, one in combined.regions.items():
+    for (account, region), one in combined.pairs.items():
         t = one.totals
-        out.progress(f"{region}: {t.retired} {'would be ' if dry_run else ''}retired, {sum(t.kept.values())} kept")
+        name = region if account == account_id else f"{account} {region}"
+        if one.status == "failed":
+            out.progress(f"{name}: failed: {one.error}")
+            continue
+        out.progress(f"{name}: {t.retired} {'would be ' if dry_run else ''}retired, {sum(t.kept.values())} kept")
     if combined.blast_radius:
         b = combined.blast_radius
         out.info(

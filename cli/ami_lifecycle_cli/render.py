@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import IO, Any
 
+from ami_lifecycle.domain.report import pairs_of
+
 # What became of an action (domain/actions.py `Status`): done, or (a dry run) would be done.
 HAPPENED = frozenset({"done", "planned"})
 
@@ -119,19 +121,20 @@ def age(created: str | None, now: datetime) -> str:
 def snapshot_gib_freed(report: Mapping[str, Any]) -> float:
     """`notes.snapshot_gib_freed` summed over the regions (domain/cost.py: FullSnapshotSizeInBytes,
     else VolumeSize)."""
-    total = float(
-        sum(float((r.get("notes") or {}).get("snapshot_gib_freed", 0)) for r in report.get("regions", {}).values())
-    )
+    total = float(sum(float((r.get("notes") or {}).get("snapshot_gib_freed", 0)) for _, _, r in pairs_of(report)))
     return int(total) if total.is_integer() else round(total, 2)
 
 
 def render_report(report: Mapping[str, Any], now: datetime, title: str) -> str:
-    """The human-readable report: a table per region and the totals."""
+    """The human-readable report: a table per (account, region) and the totals."""
     lines = [title, ""]
-    for region, r in report.get("regions", {}).items():
+    pairs = pairs_of(report)
+    several = len({account for account, _, _ in pairs}) > 1
+    for account, region, r in pairs:
         images = r.get("images", [])
         status = "" if r.get("status", "complete") == "complete" else f" [{r.get('status')}: {r.get('error', '')}]"
-        lines.append(f"{region}: {len(images)} image{'s' if len(images) != 1 else ''}{status}")
+        where = f"{account} {region}" if several else region
+        lines.append(f"{where}: {len(images)} image{'s' if len(images) != 1 else ''}{status}")
         if images:
             rows = []
             for e in images:

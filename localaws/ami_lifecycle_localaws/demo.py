@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 # The CLI's leaf rendering module (never its `main`, which imports this module for `demo`).
+from ami_lifecycle.domain.report import pairs_of
 from ami_lifecycle_cli.render import (
     age,
     copies_requested,
@@ -298,7 +299,7 @@ def run_flow(story: Story, progress: Any, now: datetime) -> Fleet:
 
     apply_event = json.loads((EVENTS / "backfill_apply.json").read_text())
     applied = stack.invoke("BackfillFunction", apply_event)
-    for region, r in applied["regions"].items():
+    for _, region, r in pairs_of(applied):
         for e in r["images"]:
             if happened(e.get("outcomes"), "tag", "untag"):
                 story.tagged.setdefault(region, []).append(_tag_row(e, fleet, "backfill"))
@@ -326,7 +327,7 @@ def run_flow(story: Story, progress: Any, now: datetime) -> Fleet:
     progress(f"sweep: retired {ts['retired']}, kept {sum(ts['kept'].values())}")
 
     _collect_outcomes(story, fleet, applied, swept)
-    expiries = {e["image_id"]: e.get("expires_at", "") for r in swept["regions"].values() for e in r["images"]}
+    expiries = {e["image_id"]: e.get("expires_at", "") for _, _, r in pairs_of(swept) for e in r["images"]}
     for rows in story.tagged.values():
         for row in rows:
             row["expires_at"] = expiries.get(row["image_id"]) or row["expires_at"]
@@ -399,7 +400,7 @@ def _drain_copies(stack: Any, session: Any, story: Story, fleet: Fleet, announce
 
 
 def _collect_outcomes(story: Story, fleet: Fleet, applied: Mapping[str, Any], swept: Mapping[str, Any]) -> None:
-    for region, r in swept.get("regions", {}).items():
+    for _, region, r in pairs_of(swept):
         for e in r.get("images", []):
             if e.get("outcome") == "retired":
                 story.retired.setdefault(region, []).append(
@@ -417,7 +418,7 @@ def _collect_outcomes(story: Story, fleet: Fleet, applied: Mapping[str, Any], sw
             elif e.get("decision") == "keep":
                 story.kept.setdefault(region, []).append(_kept_row(e, fleet))
     # Images the sweep never looks at (not managed): the backfill said why.
-    for region, r in applied.get("regions", {}).items():
+    for _, region, r in pairs_of(applied):
         for e in r.get("images", []):
             if e.get("decision") == "skip":
                 story.kept.setdefault(region, []).append(_kept_row(e, fleet))
@@ -459,7 +460,7 @@ def _copies_table(story: Story, session: Any, fleet: Fleet) -> None:
 def _retire_set(report: Mapping[str, Any], outcome: str | None = None) -> set[str]:
     return {
         e["image_id"]
-        for r in report.get("regions", {}).values()
+        for _, _, r in pairs_of(report)
         for e in r.get("images", [])
         if e.get("decision") == "retire" and (outcome is None or e.get("outcome") == outcome)
     }

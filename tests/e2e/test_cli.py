@@ -22,6 +22,8 @@ from ami_lifecycle_cli.render import actions_summary, render_report
 from ami_lifecycle_localaws.fleet import create_image
 from ami_lifecycle_localaws.server import EmbeddedAws
 
+from tests.conftest import regions
+
 pytestmark = pytest.mark.e2e
 
 P = "ami-lifecycle"
@@ -214,7 +216,7 @@ def test_the_report_is_rendered_from_its_outcomes_not_from_its_text() -> None:
     assert "line" not in summary
     report = {
         "dry_run": True,
-        "regions": {"us-east-1": {"status": "complete", "images": [entry]}},
+        "accounts": {"123456789012": {"regions": {"us-east-1": {"status": "complete", "images": [entry]}}}},
         "totals": {"considered": 1, "tagged": 1, "copies_requested": 1, "kept": {"not-expired": 1}, "errors": 1},
     }
     text = render_report(report, datetime(2026, 1, 11, tzinfo=UTC), "Backfill plan")
@@ -253,7 +255,7 @@ def test_plan_json_is_the_report_and_nothing_else_and_changes_nothing(local: Emb
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)  # stdout is the JSON report alone
     assert report["kind"] == "backfill" and report["dry_run"] is True and report["status"] == "complete"
-    by_id = {e["image_id"]: e for r in report["regions"].values() for e in r["images"]}
+    by_id = {e["image_id"]: e for r in regions(report).values() for e in r["images"]}
     assert set(by_id) == set(ids.values())
     decisions = {name: (by_id[i]["decision"], by_id[i]["reason"]) for name, i in ids.items()}
     assert decisions == {
@@ -301,8 +303,8 @@ def test_plan_sweep_shows_what_apply_would_do_and_errors_exit_1(local: EmbeddedA
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["kind"] == "sweep" and report["dry_run"] is True
-    assert [e["image_id"] for e in report["regions"][EAST]["images"] if e["decision"] == "retire"] == [old]
-    assert report["regions"][EAST]["notes"]["snapshot_gib_freed"] == 15
+    assert [e["image_id"] for e in regions(report)[EAST]["images"] if e["decision"] == "retire"] == [old]
+    assert regions(report)[EAST]["notes"]["snapshot_gib_freed"] == 15
 
     create_image(east, "tools-1", tags={f"{P}:retention": "3 months"}, created=now - timedelta(days=10))
     bad = cli("plan", "--json", "--region", EAST, "--actions", "tag")
@@ -333,8 +335,8 @@ def test_backfill_dry_run_then_apply_does_what_the_plan_said(local: EmbeddedAws)
     assert sorted((m["source_image_id"], m["target_region"]) for m in copy_requests()) == sorted(
         (ids[n], WEST) for n in ("web-3", "held", "api-2")
     )
-    p = {e["image_id"]: e for r in planned["regions"].values() for e in r["images"]}
-    d = {e["image_id"]: e for r in done["regions"].values() for e in r["images"]}
+    p = {e["image_id"]: e for r in regions(planned).values() for e in r["images"]}
+    d = {e["image_id"]: e for r in regions(done).values() for e in r["images"]}
     assert {i: (e["decision"], e["reason"]) for i, e in p.items()} == {
         i: (e["decision"], e["reason"]) for i, e in d.items()
     }

@@ -22,6 +22,7 @@ from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.stack import load_template
 from moto.ec2.models.amis import AmiBackend
 
+from tests.conftest import regions
 from tests.faults.conftest import (
     EAST,
     EC2_ACTIONS,
@@ -57,7 +58,7 @@ def sweep_later(system: System, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def entry(report: dict[str, Any], name_or_id: str, system: System, region: str = EAST) -> dict[str, Any]:
     image_id = system.ids.get(name_or_id, name_or_id)
-    (found,) = [e for e in report["regions"][region]["images"] if e["image_id"] == image_id]
+    (found,) = [e for e in regions(report)[region]["images"] if e["image_id"] == image_id]
     return found
 
 
@@ -107,10 +108,10 @@ def test_throttling_past_the_retries_fails_the_region_visibly_and_the_next_sweep
     report = system.sweep()
     motoext.clear_faults()
 
-    east = report["regions"][EAST]
+    east = regions(report)[EAST]
     assert east["status"] == "failed" and "RequestLimitExceeded" in east["error"]
-    assert report["regions"][WEST]["status"] == "complete" and report["status"] == "partial"
-    assert logged(caplog.records, "region sweep failed", "ERROR")
+    assert regions(report)[WEST]["status"] == "complete" and report["status"] == "partial"
+    assert logged(caplog.records, "pair sweep failed", "ERROR")
     emitted = capsys.readouterr().out
     assert metric_total(emitted, "SweepRegionsFailed") == 1
     assert_nothing_wrong_deleted(system, baseline)
@@ -159,7 +160,7 @@ def test_an_image_deregistered_between_listing_and_acting(
         # The other actor left web-1's snapshot: an orphan, deleted once it is old enough.
         assert f"{EAST}:snapshot of {EAST}:web-1" in system.state()
         later = sweep_later(system, monkeypatch)
-        assert [s["outcome"] for s in later["regions"][EAST]["snapshots"]] == ["deleted (orphaned)"]
+        assert [s["outcome"] for s in regions(later)[EAST]["snapshots"]] == ["deleted (orphaned)"]
     assert_same_state(system.state(), baseline)
 
 
@@ -202,12 +203,12 @@ def test_a_refused_snapshot_deletion_is_reported_and_the_orphan_is_deleted_later
 
     motoext.inject_error("DeleteSnapshot", "InvalidSnapshot.InUse", "The snapshot is in use.", times=1)
     later = sweep_later(system, monkeypatch)
-    (record,) = later["regions"][EAST]["snapshots"]
+    (record,) = regions(later)[EAST]["snapshots"]
     assert record["outcome"] == "not deleted" and "InvalidSnapshot.InUse" in record["error"]
     assert logged(caplog.records, "orphaned snapshot", "WARNING")
 
     again = sweep_later(system, monkeypatch)
-    assert [s["outcome"] for s in again["regions"][EAST]["snapshots"]] == ["deleted (orphaned)"]
+    assert [s["outcome"] for s in regions(again)[EAST]["snapshots"]] == ["deleted (orphaned)"]
     assert_same_state(system.state(), baseline)
 
 
@@ -228,10 +229,10 @@ def test_an_unreachable_region_fails_alone_and_everything_catches_up_when_it_is_
     assert failure and "OptInRequired" in failure[0].getMessage() + str(failure[0].__dict__.get("error", ""))
     assert f"{P}:copies" not in system.tags("web-2") and system.depth("CopyQueue") == 1
     # The sweep fails that region only; the home region is swept.
-    west = out["sweep"]["regions"][WEST]
+    west = regions(out["sweep"])[WEST]
     assert west["status"] == "failed" and "OptInRequired" in west["error"]
-    assert out["sweep"]["regions"][EAST]["status"] == "complete" and out["sweep"]["totals"]["retired"] == 2
-    assert logged(caplog.records, "region sweep failed", "ERROR")
+    assert regions(out["sweep"])[EAST]["status"] == "complete" and out["sweep"]["totals"]["retired"] == 2
+    assert logged(caplog.records, "pair sweep failed", "ERROR")
     assert metric_total(capsys.readouterr().out, "SweepRegionsFailed") == 1
     assert_nothing_wrong_deleted(system, baseline)
 
@@ -284,7 +285,7 @@ def test_a_crash_after_deregistering_and_before_reporting_is_finished_by_the_ret
     assert len(attempts) == 1 and report is not None
     assert_nothing_wrong_deleted(system, baseline)
     assert report["status"] == "complete" and report["totals"]["retired"] == 1  # the other one
-    assert crashed[0] not in {e["image_id"] for e in report["regions"][EAST]["images"]}  # already gone
+    assert crashed[0] not in {e["image_id"] for e in regions(report)[EAST]["images"]}  # already gone
     assert_same_state(system.state(), baseline)
 
 
@@ -306,9 +307,9 @@ def test_an_unexpected_error_after_deregistering_fails_the_region_visibly_and_th
     monkeypatch.setattr(Ec2, "deregister", fail_once)
     report = system.sweep()
     monkeypatch.setattr(Ec2, "deregister", original)
-    east = report["regions"][EAST]
+    east = regions(report)[EAST]
     assert east["status"] == "failed" and "connection reset" in east["error"]
-    assert logged(caplog.records, "region sweep failed", "ERROR")
+    assert logged(caplog.records, "pair sweep failed", "ERROR")
     assert metric_total(capsys.readouterr().out, "SweepRegionsFailed") == 1
     assert_nothing_wrong_deleted(system, baseline)
 

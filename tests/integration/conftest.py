@@ -16,7 +16,7 @@ from ami_lifecycle.runtime.budget import Budget
 from ami_lifecycle.services.sweep import sweep
 from ami_lifecycle_localaws.fleet import create_image
 
-from tests.conftest import ACCOUNT_ID, LocalAws
+from tests.conftest import ACCOUNT_ID, LocalAws, regions
 
 P = "ami-lifecycle"
 EAST = "us-east-1"
@@ -81,6 +81,6 @@ def entries() -> Callable[..., dict[str, dict[str, Any]]]:
     """`entries(report, region=EAST)`: a sweep report's entries in a region, by image id."""
 
     def by_image(report: Report, region: str = EAST) -> dict[str, dict[str, Any]]:
-        return {e["image_id"]: e for e in report.to_dict()["regions"][region]["images"]}
+        return {e["image_id"]: e for e in regions(report)[region]["images"]}
 
     return by_image

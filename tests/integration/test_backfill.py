@@ -22,7 +22,7 @@ from ami_lifecycle.services.backfill import Backfill, handle
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 
-from tests.conftest import ACCOUNT_ID, FakeLambdaContext, LocalAws
+from tests.conftest import ACCOUNT_ID, FakeLambdaContext, LocalAws, regions
 
 P = "ami-lifecycle"
 EAST, WEST = "us-east-1", "us-west-2"
@@ -93,7 +93,6 @@ def run(moto_aws: LocalAws) -> Run:
     """`run(settings, now, payload, **deps)`: the backfill handler's answer to a payload."""
 
     def run_backfill(settings: Settings, now: datetime, payload: Any, **kwargs: Any) -> dict[str, Any]:
-        kwargs.setdefault("invoke", lambda _payload: None)
         deps = Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=FakeLambdaContext(), **kwargs)
         return handle(payload, deps)
 
@@ -101,7 +100,7 @@ def run(moto_aws: LocalAws) -> Run:
 
 
 def entries(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["image_id"]: e for r in report["regions"].values() for e in r["images"]}
+    return {e["image_id"]: e for r in regions(report).values() for e in r["images"]}
 
 
 def state(fleet: Fleet) -> dict[str, Any]:
@@ -168,7 +167,7 @@ def test_a_bad_payload_is_refused_before_any_aws_call(
     motoext.reset_calls()
     out = run(settings, now, payload)
     assert out["status"] == "refused" and message in out["error"], out["error"]
-    assert out["regions"] == {} and out["totals"]["errors"] == 0
+    assert regions(out) == {} and out["totals"]["errors"] == 0
     assert not motoext.calls()
 
 
@@ -230,7 +229,7 @@ def test_the_default_run_is_a_plan_that_changes_nothing(
     assert totals["retired"] == 5 and totals["snapshots_deleted"] == 4
     assert totals["tagged"] == 14  # every adoptable image: not golden (opted out) nor backup-1
     assert totals["errors"] == 1  # tools-1's unparseable retention
-    assert sum(r["notes"]["snapshot_gib_freed"] for r in out["regions"].values()) == 4 * 15
+    assert sum(r["notes"]["snapshot_gib_freed"] for r in regions(out).values()) == 4 * 15
 
 
 def _normalized(e: dict[str, Any]) -> tuple[Any, ...]:
@@ -431,8 +430,8 @@ def test_a_region_that_fails_does_not_stop_the_others(
         out = run(settings, now, {})
     finally:
         motoext.clear_faults()
-    assert out["regions"][EAST]["status"] == "failed" and "OptInRequired" in out["regions"][EAST]["error"]
-    assert out["regions"][WEST]["status"] == "complete" and len(out["regions"][WEST]["images"]) == 2
+    assert regions(out)[EAST]["status"] == "failed" and "OptInRequired" in regions(out)[EAST]["error"]
+    assert regions(out)[WEST]["status"] == "complete" and len(regions(out)[WEST]["images"]) == 2
     assert out["status"] == "partial" and out["totals"]["errors"] >= 1
 
 
@@ -448,26 +447,23 @@ class Countdown(FakeLambdaContext):
         return 900_000 if self.calls >= 0 else 1_000
 
 
-def test_out_of_time_continues_in_a_follow_up_with_a_cursor(
+def test_out_of_time_returns_the_payload_of_the_next_invocation(
     fleet: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws
 ) -> None:
-    follow_ups: list[dict[str, Any]] = []
-    first = handle(
-        {"dry_run": False},
-        Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=Countdown(6), invoke=follow_ups.append),
-    )
+    first = handle({"dry_run": False}, Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=Countdown(6)))
     assert first["continued"] is True and first["status"] == "incomplete"
     cont = first["continuation"]
-    assert cont["requested"] is True and cont["region"] == EAST and cont["offset"] > 0 and cont["after"]
-    assert first["regions"][EAST]["status"] == "incomplete"
-    (payload,) = follow_ups
+    assert cont["account"] == ACCOUNT_ID and cont["region"] == EAST and cont["offset"] > 0 and cont["after"]
+    assert "requested" not in cont  # the function never invokes itself: the caller sends `payload`
+    assert regions(first)[EAST]["status"] == "incomplete"
+    payload = cont["payload"]
     assert payload["continuation"]["region_index"] == 0 and payload["dry_run"] is False
     assert payload["regions"] == [EAST, WEST] and payload["actions"] == ["tag", "replicate", "retire"]
 
-    # The follow-up (the payload as Lambda would deliver it) picks up where the first stopped.
+    # The next invocation (the payload as the caller sends it) picks up where the first stopped.
     second = handle(
         json.loads(json.dumps(payload)),
-        Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=FakeLambdaContext(), invoke=lambda _p: None),
+        Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=FakeLambdaContext()),
     )
     assert second["continued"] is False and second["status"] == "complete"
     tagged_first = {i for i, e in entries(first).items() if any(a.startswith("tagged") for a in e.get("actions", []))}
@@ -479,14 +475,12 @@ def test_out_of_time_continues_in_a_follow_up_with_a_cursor(
     assert len(remaining) == len(fleet.ids) - 5  # everything retirable was retired in the end
 
 
-def test_the_chain_of_follow_ups_is_capped(fleet: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws) -> None:
-    follow_ups: list[dict[str, Any]] = []
+def test_the_chain_of_invocations_is_capped(
+    fleet: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws
+) -> None:
     payload = {"continuation": {"region_index": 0, "chain": 20, "run_id": "r1"}}
-    out = handle(
-        payload, Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=Countdown(1), invoke=follow_ups.append)
-    )
-    assert out["continuation"]["capped"] is True and "follow-up invocations" in out["continuation"]["error"]
-    assert follow_ups == [] and out["continued"] is False
+    out = handle(payload, Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=Countdown(1)))
+    assert out["continuation"]["capped"] is True and "invocations" in out["continuation"]["error"]
 
 
 # ---------------------------------------------------------------- the handler and the sample events

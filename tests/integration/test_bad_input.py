@@ -22,7 +22,7 @@ from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, tags_of
 from ami_lifecycle_localaws.stack import LocalStack, load_template
 
-from tests.conftest import LocalAws
+from tests.conftest import LocalAws, regions
 
 P = "ami-lifecycle"
 EAST, WEST = "us-east-1", "us-west-2"
@@ -64,7 +64,11 @@ SWEEP_PAYLOADS: list[tuple[Any, str]] = [
     ({"dry_run": 1}, "dry_run"),
     ({"dry_run": "true"}, "dry_run"),
     ({"continuation": -1}, "continuation"),
-    ({"continuation": 10**9}, "continuation"),
+    ({"cursor": {"pairs": [], "iteration": 1}}, "cursor.pairs"),
+    ({"cursor": {"pairs": [["1", "us-east-1"]]}}, "cursor.pairs"),
+    ({"cursor": {"pairs": [["123456789012", "us-east-1"]], "iteration": 10**9}}, "cursor.iteration"),
+    ({"accounts": ["12345678901x"]}, "accounts"),
+    ({"accounts": None}, "accounts"),
     ({"Regions": [EAST]}, "Regions"),  # keys are case-sensitive
     ({"unknown": {"nested": [1, 2]}}, "unknown"),
     ({"padding": HUGE}, "padding"),
@@ -356,7 +360,7 @@ def test_absurd_tag_values_are_reported_by_tagging_and_never_retire_anything_by_
     # The sweep: an image is retired only when the tag under test is not a condition of the rule.
     report = stack.fire_schedule("RetentionSweepFunction")
     assert report["status"] == "complete" and report["totals"]["errors"] == 0
-    decided = {e["image_id"]: e for e in report["regions"][EAST]["images"]}
+    decided = {e["image_id"]: e for e in regions(report)[EAST]["images"]}
     registered = {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}
     for image_id, (_key, _value, expect, name) in absurd_fleet.items():
         entry = decided[image_id]
@@ -381,5 +385,5 @@ def test_an_absurd_managed_value_is_neither_adopted_nor_swept(
     assert out["status"] == "skipped" and out["reason"]
     assert tags_of(ec2, image_id) == {f"{P}:managed": value}
     report = stack.fire_schedule("RetentionSweepFunction")
-    assert image_id not in {e["image_id"] for e in report["regions"][EAST]["images"]}
+    assert image_id not in {e["image_id"] for e in regions(report)[EAST]["images"]}
     assert image_id in {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}

@@ -61,7 +61,7 @@ def test_an_image_named_only_by_an_ssm_parameter_is_kept_when_the_region_is_list
     # When the sweep runs
     report = run_sweep(settings, now, regions=[EAST])
     # Then the listing asked SSM too, and the image is kept as in use by the parameter
-    note = report.regions[EAST].notes["in_use_check"]
+    note = report.region(EAST, ACCOUNT_ID).notes["in_use_check"]
     assert note["way"] == "resource-listing"
     assert note["sources"]["ssm-parameters"] == {"answered": True, "by": "DescribeParameters+GetParameters"}
     kept = entries(report)[ids[7]]
@@ -78,7 +78,7 @@ def test_a_refused_describe_image_references_falls_back_to_listing_every_source(
     ssm_image_parameter(moto_aws, "/app/ami", by_parameter)
     motoext.inject_error("DescribeImageReferences", "UnauthorizedOperation", "not authorized: ssm:DescribeParameters")
     report = run_sweep(settings, now, regions=[EAST])
-    note = report.regions[EAST].notes["in_use_check"]
+    note = report.region(EAST, ACCOUNT_ID).notes["in_use_check"]
     assert "UnauthorizedOperation" in note["fallback"]
     assert note["sources"]["ssm-parameters"]["answered"] is True
     assert note["sources"]["ssm-parameters"]["by"] == "DescribeImageReferences, then DescribeParameters+GetParameters"
@@ -102,10 +102,10 @@ def test_a_source_that_cannot_answer_keeps_every_candidate_as_unverified(
         e = entries(report)[image_id]
         assert e["reason"] == "unverified" and e["outcome"] == "kept"
         assert "ssm-parameters" in e["detail"] and "AccessDeniedException" in e["detail"]
-    sources = report.regions[EAST].notes["in_use_check"]["sources"]
+    sources = report.region(EAST, ACCOUNT_ID).notes["in_use_check"]["sources"]
     assert sources["ssm-parameters"]["answered"] is False
     assert sources["instances"]["answered"] is True  # the others answered by listing
-    assert report.regions[EAST].notes["in_use_check"]["unverified_sources"] == ["ssm-parameters"]
+    assert report.region(EAST, ACCOUNT_ID).notes["in_use_check"]["unverified_sources"] == ["ssm-parameters"]
     assert set(candidates) <= {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}
 
 
@@ -162,7 +162,7 @@ def test_a_shared_image_waits_for_a_usage_report_then_is_retired_when_nobody_use
     e = entries(first)[shared]
     assert e["reason"] == "shared-unverified" and "requested" in e["detail"] and CONSUMER in e["detail"]
     assert entries(first)[unshared]["outcome"] == "retired"
-    assert len(first.regions[EAST].notes["shared_check"]["usage_reports_requested"]) == 1
+    assert len(first.region(EAST, ACCOUNT_ID).notes["shared_check"]["usage_reports_requested"]) == 1
     # A dry run never requests one.
     motoext.reset_calls()
     run_sweep(settings, now, regions=[EAST], dry_run=True)
@@ -245,7 +245,7 @@ def test_an_out_of_range_expiry_is_a_bad_tag_not_a_failed_region(
     bad = managed(ec2, "bad", now, tags={f"{P}:expires-at": value})
     good = managed(ec2, "good", now)
     report = run_sweep(settings, now, regions=[EAST])
-    assert report.regions[EAST].status == "complete"
+    assert report.region(EAST, ACCOUNT_ID).status == "complete"
     assert entries(report)[bad]["reason"] == "bad-tag"
     assert entries(report)[good]["outcome"] == "retired"
 

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from ami_lifecycle.aws.clients import Aws
 from ami_lifecycle.aws.ec2 import Ec2
 from ami_lifecycle.domain.report import Report
 from ami_lifecycle.domain.requests import MAX_CHAIN
@@ -28,7 +27,7 @@ from ami_lifecycle.services.sweep import sweep
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids
 
-from tests.conftest import ACCOUNT_ID, FakeLambdaContext, LocalAws
+from tests.conftest import ACCOUNT_ID, FakeLambdaContext, LocalAws, regions
 
 P = "ami-lifecycle"
 EAST, WEST = "us-east-1", "us-west-2"
@@ -191,7 +190,7 @@ def test_the_sweep_retires_exactly_the_expired_images_and_explains_every_kept_on
         "not-expired": 3,
         "protected": 1,
     }
-    assert report.status == "complete" and report.continuation is None
+    assert report.status == "complete" and report.cursor is None
     # The replica's fresh copy got its native deprecation time (its tagging event fired elsewhere).
     copy = west.describe_images(ImageIds=[fleet["west-fresh"]])["Images"][0]
     assert (
@@ -215,7 +214,7 @@ def test_the_sweep_costs_one_listing_one_reference_check_and_one_call_per_retire
     assert calls["DescribeImages"] == 1
     assert calls["DeregisterImage"] == report.totals.retired == 7
     assert calls["DeleteSnapshot"] == 0  # EC2 deletes them within DeregisterImage
-    note = report.regions[EAST].notes["in_use_check"]
+    note = report.region(EAST, ACCOUNT_ID).notes["in_use_check"]
     # 10 candidates (7 expired and unused, 3 in use): one DescribeImageReferences call beats listing.
     assert note["way"] == "image-references" and note["candidates"] == 10
     assert calls["DescribeImageReferences"] == 1 and calls["DescribeLaunchConfigurations"] == 1
@@ -228,7 +227,7 @@ def test_both_ways_of_checking_use_find_the_same_references(
 ) -> None:
     report = run_sweep(settings, now, regions=[EAST], in_use_way=way, dry_run=True)
     out = entries(report)
-    assert report.regions[EAST].notes["in_use_check"]["way"] == way
+    assert report.region(EAST, ACCOUNT_ID).notes["in_use_check"]["way"] == way
     in_use = {i for i, e in out.items() if e["reason"] == "in-use"}
     assert in_use == {fleet["instance"], fleet["old-lt-version"], fleet["launch-config"]}
 
@@ -241,7 +240,7 @@ def test_many_candidates_and_few_templates_list_the_resources_instead(
     ec2.run_instances(ImageId=ids[0], MinCount=1, MaxCount=1)
     motoext.reset_calls()
     report = run_sweep(settings, now, regions=[EAST], dry_run=True)
-    note = report.regions[EAST].notes["in_use_check"]
+    note = report.region(EAST, ACCOUNT_ID).notes["in_use_check"]
     # 7 DescribeImageReferences calls versus 5 listing calls (no templates): DescribeInstances,
     # DescribeLaunchTemplates, DescribeParameters, ListImageRecipes, ListContainerRecipes.
     assert note["way"] == "resource-listing" and note["image_references_calls"] == 7
@@ -257,7 +256,7 @@ def test_when_describe_image_references_fails_the_resources_are_listed(
 ) -> None:
     motoext.inject_error("DescribeImageReferences", "UnsupportedOperation", "not in this region")
     report = run_sweep(settings, now, regions=[EAST], dry_run=True)
-    note = report.regions[EAST].notes["in_use_check"]
+    note = report.region(EAST, ACCOUNT_ID).notes["in_use_check"]
     assert note["way"] == "resource-listing" and "UnsupportedOperation" in note["fallback"]
     assert {i for i, e in entries(report).items() if e["reason"] == "in-use"} == {
         fleet["instance"],
@@ -314,12 +313,12 @@ def test_an_unreachable_region_does_not_stop_the_others(
 ) -> None:
     motoext.set_faults(unreachable_regions={WEST})
     report = run_sweep(settings, now, regions=[WEST, EAST])
-    assert report.regions[WEST].status == "failed"
-    assert "OptInRequired" in str(report.regions[WEST].error)
-    assert report.regions[EAST].status == "complete"
+    assert report.region(WEST, ACCOUNT_ID).status == "failed"
+    assert "OptInRequired" in str(report.region(WEST, ACCOUNT_ID).error)
+    assert report.region(EAST, ACCOUNT_ID).status == "complete"
     assert small[f"{EAST}-expired"] not in registered(moto_aws.ec2())
     assert report.status == "partial" and report.totals.errors == 1
-    assert report.to_dict()["regions"][WEST]["error"].startswith("OptInRequired")
+    assert regions(report)[WEST]["error"].startswith("OptInRequired")
 
 
 def test_throttling_past_the_retries_fails_only_that_region(
@@ -330,8 +329,10 @@ def test_throttling_past_the_retries_fails_only_that_region(
     from botocore.config import Config
 
     report = sweep(Deps.create(settings, moto_aws.aws(Config(retries={"total_max_attempts": 1})), now, ACCOUNT_ID))
-    assert report.regions[WEST].status == "failed" and "RequestLimitExceeded" in str(report.regions[WEST].error)
-    assert report.regions[EAST].status == "complete" and report.regions[EAST].totals.retired == 1
+    assert report.region(WEST, ACCOUNT_ID).status == "failed" and "RequestLimitExceeded" in str(
+        report.region(WEST, ACCOUNT_ID).error
+    )
+    assert report.region(EAST, ACCOUNT_ID).status == "complete" and report.region(EAST, ACCOUNT_ID).totals.retired == 1
 
 
 class Crash(BaseException):
@@ -482,14 +483,14 @@ def test_only_orphaned_managed_snapshots_are_deleted(
     monkeypatch.setattr(Ec2, "images_in_recycle_bin", in_recycle_bin)
     ec2 = moto_aws.ec2()
     dry = run_sweep(settings, now, regions=[EAST], dry_run=True)
-    assert {s["snapshot_id"]: s["outcome"] for s in dry.regions[EAST].snapshots} == {
+    assert {s["snapshot_id"]: s["outcome"] for s in dry.region(EAST, ACCOUNT_ID).snapshots} == {
         orphans.orphan: "would delete (orphaned)",
         orphans.in_bin: "kept: its image is in the Recycle Bin",
     }
     assert orphans.orphan in snapshots(ec2)
 
     report = run_sweep(settings, now, regions=[EAST])
-    records = {r["snapshot_id"]: r for r in report.regions[EAST].snapshots}
+    records = {r["snapshot_id"]: r for r in report.region(EAST, ACCOUNT_ID).snapshots}
     assert records == {
         orphans.orphan: {
             "snapshot_id": orphans.orphan,
@@ -514,8 +515,8 @@ def test_orphaned_snapshots_stay_when_the_recycle_bin_cannot_be_checked(
     # An unanswered safety check deletes nothing (and moto does not implement ListImagesInRecycleBin).
     motoext.inject_error("ListImagesInRecycleBin", "UnauthorizedOperation", "not allowed", times=5)
     report = run_sweep(settings, now, regions=[EAST])
-    assert report.regions[EAST].status == "complete" and report.regions[EAST].snapshots == []
-    note = report.regions[EAST].notes["orphan_snapshots_left"]
+    assert report.region(EAST, ACCOUNT_ID).status == "complete" and report.region(EAST, ACCOUNT_ID).snapshots == []
+    note = report.region(EAST, ACCOUNT_ID).notes["orphan_snapshots_left"]
     assert "Recycle Bin could not be checked" in note and "UnauthorizedOperation" in note
     assert {orphans.orphan, orphans.in_bin} <= snapshots(moto_aws.ec2())
 
@@ -529,7 +530,7 @@ def test_a_shared_orphaned_snapshot_is_kept(
         SnapshotId=orphans.orphan, Attribute="createVolumePermission", OperationType="add", UserIds=["222222222222"]
     )
     report = run_sweep(settings, now, regions=[EAST])
-    records = {r["snapshot_id"]: r["outcome"] for r in report.regions[EAST].snapshots}
+    records = {r["snapshot_id"]: r["outcome"] for r in report.region(EAST, ACCOUNT_ID).snapshots}
     assert records[orphans.orphan] == "kept: shared with another account (createVolumePermission)"
     # The unshared one beside it (moto's Recycle Bin is empty, so it is a plain orphan) still goes.
     assert records[orphans.in_bin] == "deleted (orphaned)"
@@ -542,7 +543,7 @@ def test_an_orphaned_snapshot_whose_sharing_cannot_be_read_is_kept(
 ) -> None:
     motoext.inject_error("DescribeSnapshotAttribute", "UnauthorizedOperation", "not allowed", times=5)
     report = run_sweep(settings, now, regions=[EAST])
-    records = {r["snapshot_id"]: r["outcome"] for r in report.regions[EAST].snapshots}
+    records = {r["snapshot_id"]: r["outcome"] for r in report.region(EAST, ACCOUNT_ID).snapshots}
     assert records[orphans.orphan].startswith("kept: its sharing could not be checked (UnauthorizedOperation")
     assert orphans.orphan in snapshots(moto_aws.ec2()) and report.totals.snapshots_deleted == 0
 
@@ -567,56 +568,45 @@ def test_out_of_time_mid_region_stops_cleanly_and_a_resweep_finishes(
     # Plenty of time for the listing and a few retirements, then below the safety margin.
     clock = Clock(start_ms=SAFETY_MARGIN_MS + 5_500, step_ms=1_000)
     report = run_sweep(settings, now, budget=Budget(clock))
-    assert report.regions[EAST].status == "incomplete"
-    assert report.continuation == {"remaining_regions": [EAST, WEST]}
+    assert report.pairs[(ACCOUNT_ID, EAST)].status == "incomplete"
+    assert report.cursor == {"pairs": [[ACCOUNT_ID, EAST], [ACCOUNT_ID, WEST]], "iteration": 2}
     assert 0 < report.totals.retired < 7 and report.status == "incomplete"
 
-    follow_up = run_sweep(settings, now, regions=report.continuation["remaining_regions"])
+    follow_up = run_sweep(settings, now, pairs=[tuple(p) for p in report.cursor["pairs"]])
     assert follow_up.status == "complete"
     assert not fleet.retire & (registered(moto_aws.ec2()) | registered(moto_aws.ec2(WEST)))
     assert report.totals.retired + follow_up.totals.retired == 8
 
 
-class FakeLambda:
-    def __init__(self) -> None:
-        self.invocations: list[dict[str, Any]] = []
-
-    def invoke(self, **kwargs: Any) -> dict[str, Any]:
-        self.invocations.append(kwargs)
-        return {"StatusCode": 202}
-
-
-class AwsWithFakeLambda(Aws):
-    def __init__(self, local: LocalAws) -> None:
-        super().__init__(local.session)
-        self.fake_lambda = FakeLambda()
-
-    def client(self, service: str, region: str) -> Any:
-        return self.fake_lambda if service == "lambda" else super().client(service, region)
-
-
-def test_the_handler_continues_in_an_asynchronous_follow_up(
+def test_out_of_time_the_handler_returns_a_cursor_and_never_invokes_itself(
     small: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws
 ) -> None:
-    aws = AwsWithFakeLambda(moto_aws)
     context = FakeLambdaContext(remaining_ms=SAFETY_MARGIN_MS - 1)
-    out = sweep_module.handle({"dry_run": False}, Deps.create(settings, aws, now, ACCOUNT_ID, context=context))
-    assert out["status"] == "incomplete" and out["regions"] == {}
-    assert out["continuation"] == {"remaining_regions": [EAST, WEST], "next": 1, "requested": True, "capped": False}
-    (call,) = aws.fake_lambda.invocations
-    assert call["FunctionName"] == context.invoked_function_arn and call["InvocationType"] == "Event"
-    assert json.loads(call["Payload"]) == {"regions": [EAST, WEST], "dry_run": False, "continuation": 1}
+    motoext.reset_calls()
+    out = sweep_module.handle(
+        {"dry_run": False}, Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=context)
+    )
+    assert out["status"] == "incomplete" and regions(out) == {}
+    assert out["cursor"] == {"pairs": [[ACCOUNT_ID, EAST], [ACCOUNT_ID, WEST]], "iteration": 2}
+    assert not any(name.startswith("Invoke") for name in motoext.calls())
     assert small[f"{EAST}-expired"] in registered(moto_aws.ec2())  # nothing done without time
 
-
-def test_the_chain_of_follow_ups_is_capped(small: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws) -> None:
-    aws = AwsWithFakeLambda(moto_aws)
-    context = FakeLambdaContext(remaining_ms=1)
-    out = sweep_module.handle(
-        {"regions": [EAST], "continuation": MAX_CHAIN}, Deps.create(settings, aws, now, context=context)
+    # The caller sends the cursor back: the next invocation does the pairs.
+    done = sweep_module.handle(
+        {"dry_run": False, "cursor": out["cursor"]}, Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID)
     )
-    assert out["continuation"]["capped"] is True and out["continuation"]["requested"] is False
-    assert aws.fake_lambda.invocations == []
+    assert done["status"] == "complete" and "cursor" not in done
+    assert small[f"{EAST}-expired"] not in registered(moto_aws.ec2())
+
+
+def test_the_cursor_loop_is_capped(small: Fleet, settings: Settings, now: datetime, moto_aws: LocalAws) -> None:
+    context = FakeLambdaContext(remaining_ms=1)
+    cursor = {"pairs": [[ACCOUNT_ID, EAST]], "iteration": MAX_CHAIN}
+    out = sweep_module.handle(
+        {"cursor": cursor}, Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=context)
+    )
+    assert "cursor" not in out and out["status"] == "partial"
+    assert f"not finished after {MAX_CHAIN} invocations" in regions(out)[EAST]["error"]
 
 
 # ---------------------------------------------------------------- the handler
@@ -637,7 +627,7 @@ def handler(monkeypatch: pytest.MonkeyPatch, moto_aws: LocalAws) -> Iterator[Cal
 
 def test_handler_manual_dry_run_event(fleet: Fleet, handler: Any, event: Any, capsys: Any, moto_aws: LocalAws) -> None:
     out = handler(event("sweep_manual.json"))
-    assert out["dry_run"] is True and list(out["regions"]) == [EAST] and out["status"] == "complete"
+    assert out["dry_run"] is True and list(regions(out)) == [EAST] and out["status"] == "complete"
     assert out["totals"]["retired"] == 7 and fleet["expired"] in registered(moto_aws.ec2())
     emitted = capsys.readouterr().out
     assert '"SweepCompleted"' in emitted and '"ImagesRetirable"' in emitted and '"Reason"' in emitted
@@ -648,7 +638,7 @@ def test_handler_scheduled_event_sweeps_every_sweep_region(
 ) -> None:
     assert event("sweep_schedule.json") == {"source": "schedule"}
     out = handler(event("sweep_schedule.json"))
-    assert out["dry_run"] is False and set(out["regions"]) == {EAST, WEST}
+    assert out["dry_run"] is False and set(regions(out)) == {EAST, WEST}
     assert out["totals"]["retired"] == 8 and not fleet.retire & registered(moto_aws.ec2())
     json.dumps(out)
 
@@ -664,6 +654,8 @@ def test_handler_scheduled_event_sweeps_every_sweep_region(
         ({"dry_run": "yes"}, "dry_run"),
         ({"source": "elsewhere"}, "source"),
         ({"continuation": 99}, "continuation"),
+        ({"cursor": {"pairs": [["123456789012", "eu-west-1"]]}}, "eu-west-1 is not swept by this stack"),
+        ({"accounts": ["999999999999"]}, "999999999999 not managed by this stack"),
     ],
 )
 def test_handler_refuses_a_bad_payload_and_changes_nothing(

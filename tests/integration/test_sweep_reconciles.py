@@ -18,7 +18,7 @@ from ami_lifecycle.services.sweep import sweep
 from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 
-from tests.conftest import ACCOUNT_ID
+from tests.conftest import ACCOUNT_ID, regions
 
 P = "ami-lifecycle"
 EAST, WEST = "us-east-1", "us-west-2"
@@ -53,7 +53,7 @@ def registered(aws: Aws) -> set[str]:
 
 
 def entry(report: Any, image_id: str) -> dict[str, Any]:
-    (found,) = [e for e in report.to_dict()["regions"][EAST]["images"] if e["image_id"] == image_id]
+    (found,) = [e for e in regions(report)[EAST]["images"] if e["image_id"] == image_id]
     return dict(found)
 
 
@@ -91,7 +91,7 @@ def test_an_image_whose_event_was_missed_is_adopted_by_the_sweep_copied_and_reti
     assert any(a.startswith(f"tagged image: {P}:managed=true") for a in e["actions"])
     assert [o["kind"] for o in entry(report, newer)["outcomes"]] == ["tag", "deprecate", "request-copy"]
     assert report.totals.tagged == 2 and report.totals.copies_requested == 1 and report.totals.retired == 0
-    assert report.to_dict()["regions"][EAST]["notes"]["adopted"]["images"] == 2
+    assert regions(report)[EAST]["notes"]["adopted"]["images"] == 2
 
     # When the next sweep runs (the copy is still in flight: the queue's message is the request)
     again = sweep(Deps.create(settings, aws, now + timedelta(minutes=5), ACCOUNT_ID))
@@ -102,7 +102,7 @@ def test_an_image_whose_event_was_missed_is_adopted_by_the_sweep_copied_and_reti
     assert missed not in registered(aws) and newer in registered(aws)
     assert entry(again, newer)["reason"] == "not-expired"
     # ...and the report says what that freed (moto reports no FullSnapshotSizeInBytes: VolumeSize)
-    notes = again.to_dict()["regions"][EAST]["notes"]
+    notes = regions(again)[EAST]["notes"]
     assert notes["snapshot_gib_freed"] > 0 and notes["snapshot_size_basis"] == "VolumeSize"
     assert again.totals.tagged == 0
 
@@ -126,7 +126,7 @@ def test_the_sweep_adopts_nothing_when_manage_new_images_is_false_and_nothing_fo
     for image_id in (untagged, opted_out, backup):
         assert not any(k.startswith(f"{P}:managed") and v == "true" for k, v in tags_of(ec2, image_id).items())
     assert {untagged, opted_out, backup} <= registered(aws)
-    assert report.to_dict()["regions"][EAST]["images"] == []
+    assert regions(report)[EAST]["images"] == []
     assert motoext.calls().get("CreateTags", 0) == 0 and queued(aws, queue_url) == []
 
 

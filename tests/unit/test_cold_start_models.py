@@ -160,8 +160,15 @@ def test_a_cursor_round_trips_through_its_dump() -> None:
         ({"regions": [1]}, "invalid sweep payload: regions.0: Input should be a valid string"),
         ({"regions": []}, "invalid sweep payload: regions: List should have at least 1 item after validation, not 0"),
         ({"dry_run": 1}, "invalid sweep payload: dry_run: Input should be a valid boolean"),
-        ({"source": "cron"}, "invalid sweep payload: source: Input should be 'schedule' or 'manual'"),
-        ({"continuation": 21}, "invalid sweep payload: continuation: Input should be less than or equal to 20"),
+        ({"source": "cron"}, "invalid sweep payload: source: Input should be 'schedule', 'manual' or 'state-machine'"),
+        (
+            {"cursor": {"pairs": [["123456789012", "us-east-1"]], "iteration": 21}},
+            "invalid sweep payload: cursor.iteration: Input should be less than or equal to 20",
+        ),
+        (
+            {"accounts": ["12345"]},
+            "invalid sweep payload: accounts: Value error, '12345' is not a 12-digit AWS account id",
+        ),
         ({"Regions": [EAST]}, "invalid sweep payload: Regions: Extra inputs are not permitted"),
         ({1: 1}, "invalid sweep payload: 1: Keys should be strings"),
     ],
@@ -185,7 +192,7 @@ def test_sweep_refusals_read_as_before(payload: Any, message: str) -> None:
             {"continuation": {"region_index": 0, "run_id": "x" * 65}},
             "continuation.run_id: String should have at most 64 characters",
         ),
-        ({"dryrun": True}, "dryrun: unknown key (allowed: actions, regions, image_ids, dry_run)"),
+        ({"dryrun": True}, "dryrun: unknown key (allowed: actions, accounts, regions, image_ids, dry_run)"),
     ],
 )
 def test_backfill_refusals_read_as_before(payload: Any, message: str) -> None:

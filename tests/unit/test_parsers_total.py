@@ -432,7 +432,15 @@ SWEEP_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "regions": PAYLOAD_REGIONS,
     "dry_run": st.booleans() | st.none(),
     "source": st.sampled_from(["schedule", "manual", "Schedule"]),
-    "continuation": st.integers(-2, 25),
+    "accounts": st.lists(st.sampled_from(["123456789012", "12345", "x" * 12]), max_size=3),
+    "cursor": st.fixed_dictionaries(
+        {},
+        optional={
+            "pairs": st.lists(st.lists(st.sampled_from(["123456789012", "us-east-1", "mars-1"]), max_size=3)) | JSON,
+            "iteration": st.integers(-1, 25) | JSON,
+        },
+    ),
+    "retire_at_most": st.integers(-1, 3) | JSON,
 }
 CURSORS = st.fixed_dictionaries(
     {},

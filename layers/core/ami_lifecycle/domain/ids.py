@@ -16,3 +16,17 @@ def is_image_id(value: object) -> bool:
 
 def image_ids_in(text: str) -> set[str]:
     return set(_IMAGE_ID_IN_TEXT.findall(text))
+
+
+# An AWS account id: 12 decimal digits.
+ACCOUNT_ID = re.compile(r"^[0-9]{12}\Z", re.ASCII)
+# An IAM role name (the path is not part of it): 1-64 of these characters.
+ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}\Z", re.ASCII)
+
+
+def is_account_id(value: object) -> bool:
+    return isinstance(value, str) and bool(ACCOUNT_ID.match(value))
+
+
+def is_role_name(value: object) -> bool:
+    return isinstance(value, str) and bool(ROLE_NAME.match(value))

@@ -1,8 +1,9 @@
 """The JSON report a sweep or a backfill returns (PRODUCT.md section 4).
 
-Per region: each image considered, with its decision and the reason, plus region totals; and
-totals over all regions: tagged, copies requested, retired, kept by reason, errors, snapshots
-deleted. Plain dataclasses; `to_dict()` gives JSON-serializable data, empty fields left out.
+Keyed by account, then region (PRODUCT.md section 7). Per (account, region) pair: each image
+considered, with its decision and the reason, plus the pair's totals; per account and over all
+pairs: tagged, copies requested, retired, kept by reason, errors, snapshots deleted. Plain
+dataclasses; `to_dict()` gives JSON-serializable data, empty fields left out.
 
 Shape of `Report.to_dict()`::
 
@@ -11,7 +12,9 @@ Shape of `Report.to_dict()`::
      "totals": {"considered": 12, "tagged": 0, "copies_requested": 0, "retired": 3,
                 "kept": {"not-expired": 5, "in-use": 2, ...}, "errors": 0,
                 "snapshots_deleted": 3, "deprecations_set": 1},
-     "regions": {"us-east-1": {"region": "us-east-1", "status": "complete" | "incomplete" | "failed",
+     "accounts": {"111111111111": {"totals": {...}, "regions": {
+       "us-east-1": {"account": "111111111111", "region": "us-east-1",
+                               "status": "complete" | "incomplete" | "failed",
                                "error": "...", "totals": {...}, "notes": {...},
                                "notes": {"in_use_check": {"way": "image-references", "candidates": 10,
                                                           "sources": {"instances": {"answered": true,
@@ -29,8 +32,8 @@ Shape of `Report.to_dict()`::
                                            "actions": ["set deprecation time to ...Z"], "errors": [...]}],
                                "snapshots": [{"snapshot_id": "snap-...", "images": "ami-...",
                                               "outcome": "deleted (orphaned)"}],
-                               "images_omitted": 0}},
-     "continuation": {"remaining_regions": [...], "next": 1, "requested": true, "capped": false}}
+                               "images_omitted": 0}}}},
+     "cursor": {...}}   # present when the run stopped early: invoke again with it
 
 Empty fields are left out of image entries and region reports; `totals` and `images` are always there.
 """
@@ -109,7 +112,10 @@ class Totals:
 
 @dataclass
 class RegionReport:
+    """One (account, region) pair."""
+
     region: str
+    account: str = ""
     status: str = "complete"  # "complete", "incomplete" (out of time: to be re-run), "failed"
     error: str | None = None
     images: list[ImageEntry] = field(default_factory=list)
@@ -134,6 +140,7 @@ class RegionReport:
             ranked = sorted(images, key=lambda e: e.decision != "retire" and not e.errors)
             images, omitted = ranked[:max_images], len(images) - max_images
         d: dict[str, Any] = {
+            "account": self.account,
             "region": self.region,
             "status": self.status,
             "error": self.error,
@@ -153,28 +160,42 @@ class Report:
     dry_run: bool
     started_at: datetime
     finished_at: datetime | None = None
-    regions: dict[str, RegionReport] = field(default_factory=dict)
-    continuation: dict[str, Any] | None = None
+    # (account, region) -> the pair's report, in the order the pairs were worked on.
+    pairs: dict[tuple[str, str], RegionReport] = field(default_factory=dict)
+    # Where the next invocation starts when this one stopped early (None: done).
+    cursor: dict[str, Any] | None = None
     # MaxRetirementsPerRun stopped the run: {"would_retire": n, "limit": cap}; nothing was retired.
     blast_radius: dict[str, int] | None = None
 
-    def region(self, name: str) -> RegionReport:
-        if name not in self.regions:
-            self.regions[name] = RegionReport(name)
-        return self.regions[name]
+    def region(self, name: str, account: str) -> RegionReport:
+        key = (account, name)
+        if key not in self.pairs:
+            self.pairs[key] = RegionReport(name, account)
+        return self.pairs[key]
+
+    @property
+    def regions(self) -> list[RegionReport]:
+        return list(self.pairs.values())
+
+    def accounts(self) -> dict[str, dict[str, RegionReport]]:
+        out: dict[str, dict[str, RegionReport]] = {}
+        for (account, region), r in self.pairs.items():
+            out.setdefault(account, {})[region] = r
+        return out
 
     @property
     def totals(self) -> Totals:
         total = Totals()
-        for region in self.regions.values():
+        for region in self.pairs.values():
             total.add(region.totals)
         return total
 
     @property
     def status(self) -> str:
-        """complete: every region done; incomplete: some left for a follow-up; partial: some failed."""
-        statuses = {r.status for r in self.regions.values()}
-        if "incomplete" in statuses or (self.continuation or {}).get("remaining_regions"):
+        """complete: every pair done; incomplete: some left for the next invocation (`cursor`);
+        partial: some failed."""
+        statuses = {r.status for r in self.pairs.values()}
+        if "incomplete" in statuses or self.cursor:
             return "incomplete"
         return "partial" if "failed" in statuses else "complete"
 
@@ -185,11 +206,16 @@ class Report:
             "dry_run": self.dry_run,
             "status": self.status,
             "totals": self.totals.to_dict(),
-            "regions": {
-                name: _compact({"status": r.status, "error": r.error, "totals": r.totals.to_dict(), "notes": r.notes})
-                for name, r in self.regions.items()
+            "accounts": {
+                account: {
+                    name: _compact(
+                        {"status": r.status, "error": r.error, "totals": r.totals.to_dict(), "notes": r.notes}
+                    )
+                    for name, r in regions.items()
+                }
+                for account, regions in self.accounts().items()
             },
-            "continuation": self.continuation,
+            "cursor": self.cursor,
             "blast_radius": self.blast_radius,
         }
 
@@ -201,7 +227,32 @@ class Report:
             "finished_at": format_instant(self.finished_at) if self.finished_at else None,
             "status": self.status,
             "totals": self.totals.to_dict(),
-            "regions": {name: r.to_dict(max_images_per_region) for name, r in self.regions.items()},
-            "continuation": self.continuation,
+            "accounts": {
+                account: {
+                    "totals": _sum(regions.values()).to_dict(),
+                    "regions": {name: r.to_dict(max_images_per_region) for name, r in regions.items()},
+                }
+                for account, regions in self.accounts().items()
+            },
+            **({"cursor": self.cursor} if self.cursor else {}),
             **({"blast_radius": self.blast_radius} if self.blast_radius else {}),
         }
+
+
+def _sum(regions: Any) -> Totals:
+    total = Totals()
+    for r in regions:
+        total.add(r.totals)
+    return total
+
+
+def pairs_of(report: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    """(account, region, pair report) of a report as `Report.to_dict()` gives it (what the CLI,
+    the demo and the state machine's summary read)."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    if not isinstance(report, dict):
+        return out
+    for account, a in (report.get("accounts") or {}).items():
+        for region, r in ((a or {}).get("regions") or {}).items():
+            out.append((account, region, r))
+    return out

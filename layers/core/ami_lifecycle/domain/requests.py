@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from .ids import is_image_id
+from .ids import is_account_id, is_image_id
 from .settings import (
     BAD,
     Check,
@@ -32,8 +32,10 @@ from .settings import (
 )
 from .tags import is_region_name
 
-# At most this many follow-up invocations of one sweep or backfill in a row (each up to 15 minutes).
+# At most this many invocations of one sweep (or backfill) following its cursor (each up to 15 minutes).
 MAX_CHAIN = 20
+# Accounts in one payload (an organization may have thousands; the state machine sends one).
+MAX_ACCOUNTS = 1000
 MAX_IMAGE_IDS = 1000
 
 Action = Literal["tag", "replicate", "retire"]
@@ -47,21 +49,57 @@ class BadRequest(ValueError):
 # ---------------------------------------------------------------- the sweep
 
 
-class SweepRequest(Model):
-    """`{"regions": [...], "dry_run": bool}`, all optional; the schedule sends `{"source": "schedule"}`
-    and a follow-up invocation adds `continuation`."""
+def _account_ids(v: list[str], _ctx: Mapping[str, Any]) -> list[str]:
+    for account in v:
+        if not is_account_id(account):
+            raise ValueError(f"{account[:40]!r} is not a 12-digit AWS account id")
+    return list(dict.fromkeys(v))
 
+
+def _pair(v: list[str], _ctx: Mapping[str, Any]) -> list[str]:
+    if len(v) != 2 or not is_account_id(v[0]) or not is_region_name(v[1]):
+        raise ValueError("a pair is [12-digit account id, region]")
+    return v
+
+
+class SweepCursor(Model):
+    """Where the next invocation of the same sweep starts (returned as `cursor`, sent back as is):
+    the pairs still to do, the one in progress first, and how many invocations came before."""
+
+    pairs: list[list[str]]  # [[account, region], ...], 1..MAX_ACCOUNTS * 50
+    iteration: int = 1  # 1..MAX_CHAIN
+
+    SPEC: ClassVar[dict[str, Spec]] = {
+        "pairs": Spec(items(then(items(text(), min_length=2, max_length=2), _pair), min_length=1)),
+        "iteration": Spec(integer(ge=1, le=MAX_CHAIN)),
+    }
+
+
+def _sweep_cursor(value: Any, loc: Loc, out: Out, ctx: Mapping[str, Any]) -> Any:
+    return SweepCursor.check_mapping(value, out, ctx, loc)
+
+
+class SweepRequest(Model):
+    """`{"accounts": [...], "regions": [...], "dry_run": bool}`, all optional; the schedule and the
+    state machine add `source`, the next invocation of a sweep that ran out of time `cursor`, and
+    the state machine `retire_at_most` (its share of MaxRetirementsPerRun for the execution)."""
+
+    accounts: list[str] | None = None  # 1..MAX_ACCOUNTS of them
     regions: list[str] | None = None  # 1..50 of them
     # None: absent, i.e. the stack's DryRun. An explicit `"dry_run": null` is refused by parse_request.
     dry_run: bool | None = None  # strictly true or false
-    source: Literal["schedule", "manual"] | None = None
-    continuation: int = 0  # 0..MAX_CHAIN
+    source: Literal["schedule", "manual", "state-machine"] | None = None
+    cursor: SweepCursor | None = None
+    # Over this many retirements the invocation retires none (blast-radius); 0: none may be retired.
+    retire_at_most: int | None = None
 
     SPEC: ClassVar[dict[str, Spec]] = {
+        "accounts": Spec(optional(then(items(text(), min_length=1, max_length=MAX_ACCOUNTS), _account_ids))),
         "regions": Spec(optional(items(text(), min_length=1, max_length=50))),
         "dry_run": Spec(optional(strict_boolean)),
-        "source": Spec(optional(one_of("schedule", "manual"))),
-        "continuation": Spec(integer(ge=0, le=MAX_CHAIN)),
+        "source": Spec(optional(one_of("schedule", "manual", "state-machine"))),
+        "cursor": Spec(optional(_sweep_cursor)),
+        "retire_at_most": Spec(optional(integer(ge=0, le=1_000_000))),
     }
 
 
@@ -79,8 +117,9 @@ def parse_sweep_request(event: Any, settings: Settings, known_regions: frozenset
     problems: list[str] = []
     if "dry_run" in payload and payload["dry_run"] is None:
         problems.append("dry_run: dry_run must be true or false")
-    if "regions" in payload and payload["regions"] is None:
-        problems.append("regions: must not be null (leave the key out for every sweep region)")
+    for key, what in (("regions", "every sweep region"), ("accounts", "every managed account")):
+        if key in payload and payload[key] is None:
+            problems.append(f"{key}: must not be null (leave the key out for {what})")
     out: Out = []
     request = SweepRequest.check_mapping(payload, out)
     # Locations and messages are clipped: an unknown key may be a megabyte long.
@@ -89,7 +128,8 @@ def parse_sweep_request(event: Any, settings: Settings, known_regions: frozenset
         more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
         message = f"invalid sweep payload: {'; '.join(problems[:5])}{more}"
         raise BadRequest(message if len(message) <= 900 else message[:899] + "…")
-    for region in request.regions or ():
+    cursor_regions = [region for _, region in request.cursor.pairs] if request.cursor else []
+    for region in dict.fromkeys([*(request.regions or ()), *cursor_regions]):
         if region in settings.sweep_regions:
             continue
         if not is_region_name(region) or region not in known_regions:
@@ -105,10 +145,11 @@ def parse_sweep_request(event: Any, settings: Settings, known_regions: frozenset
 
 
 class Cursor(Model):
-    """Where a follow-up invocation starts: the region (index into `regions`) and, in it, the images
-    after `after` (image-id order; `offset` of them were done). Internal: written by the function."""
+    """Where the next invocation starts: the (account, region) pair (index into the request's
+    pairs, account by account) and, in it, the images after `after` (image-id order; `offset` of
+    them were done). Internal: written by the function, sent back as is."""
 
-    region_index: int  # >= 0
+    region_index: int  # >= 0: the pair's index
     offset: int = 0  # >= 0
     after: str | None = None
     chain: int = 1  # 1..MAX_CHAIN
@@ -152,10 +193,11 @@ _ACTION: Check = one_of(*ACTIONS)
 
 
 class BackfillRequest(Model):
-    """`{"actions": [...], "regions": [...], "image_ids": [...], "dry_run": bool}`, all optional;
-    a follow-up invocation adds `continuation`."""
+    """`{"actions": [...], "accounts": [...], "regions": [...], "image_ids": [...], "dry_run": bool}`,
+    all optional; the next invocation of a backfill that ran out of time adds `continuation`."""
 
     actions: list[Action] | None = None  # 1..3 of them
+    accounts: list[str] | None = None  # 1..MAX_ACCOUNTS of them
     regions: list[str] | None = None  # 1..50 of them
     image_ids: list[str] | None = None  # 1..MAX_IMAGE_IDS of them
     dry_run: bool | None = None  # None: absent, i.e. a dry run (an explicit null is refused)
@@ -163,6 +205,9 @@ class BackfillRequest(Model):
 
     SPEC: ClassVar[dict[str, Spec]] = {
         "actions": Spec(optional(items(_ACTION, min_length=1, max_length=3)), null=_NOT_NULL),
+        "accounts": Spec(
+            optional(then(items(text(), min_length=1, max_length=MAX_ACCOUNTS), _account_ids)), null=_NOT_NULL
+        ),
         "regions": Spec(optional(then(items(text(), min_length=1, max_length=50), _known_regions)), null=_NOT_NULL),
         "image_ids": Spec(
             optional(then(items(text(), min_length=1, max_length=MAX_IMAGE_IDS), _image_ids)), null=_NOT_NULL
@@ -208,7 +253,7 @@ def _problems(problems: list[Problem]) -> str:
         loc = ".".join(str(p)[:40] for p in err.loc if not isinstance(p, int)) or "payload"
         msg = err.msg.removeprefix("Value error, ")[:200]
         if err.type == "extra_forbidden":
-            msg = "unknown key (allowed: actions, regions, image_ids, dry_run)"
+            msg = "unknown key (allowed: actions, accounts, regions, image_ids, dry_run)"
         elif err.type == "literal_error":
             given = err.input
             shown = repr(given[:40]) if isinstance(given, str) else f"of type {type(given).__name__}"

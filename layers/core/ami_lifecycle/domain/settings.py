@@ -22,6 +22,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any, ClassVar, Literal, NamedTuple, TypeVar, dataclass_transform
 
+from .ids import is_account_id, is_role_name
 from .tags import Retention, TagError, TagKeys, is_region_name, parse_bool, parse_retention, validate_prefix
 
 
@@ -462,6 +463,22 @@ def _kms(v: dict[str, str], _ctx: Mapping[str, Any]) -> dict[str, str]:
 
 _REGION_TUPLE = then(items(text(), kind="tuple"), _regions)
 
+# ManagedAccounts = "organization": every ACTIVE account of the AWS Organization, listed per run.
+ORGANIZATION = "organization"
+
+
+def _accounts(v: tuple[str, ...], _ctx: Mapping[str, Any]) -> tuple[str, ...]:
+    bad = [a for a in v if not is_account_id(a)]
+    if bad:
+        raise ValueError(f"not 12-digit account ids: {', '.join(b[:20] for b in bad[:5])}")
+    return tuple(dict.fromkeys(v))
+
+
+def _role_name(v: str, _ctx: Mapping[str, Any]) -> str:
+    if not is_role_name(v):
+        raise ValueError(f"{v[:70]!r} is not an IAM role name")
+    return v
+
 
 class Settings(Model):
     home_region: str  # the stack's region (AWS_REGION)
@@ -485,6 +502,12 @@ class Settings(Model):
     # MaxRetirementsPerRun: a run that would retire more images than this (all regions together)
     # retires none and reports blast-radius; 0 = no limit.
     max_retirements_per_run: int = 100  # 0..1_000_000
+    # ManagedAccounts (PRODUCT.md section 7): the accounts managed besides the hub's own, or, with
+    # `organization`, every ACTIVE account of the organization (listed by Organizations per run).
+    managed_accounts_param: tuple[str, ...] = ()
+    organization: bool = False
+    # SpokeRoleName: the role the functions assume in every managed account but the hub's.
+    spoke_role_name: str = "ami-lifecycle-spoke"
 
     SPEC: ClassVar[dict[str, Spec]] = {
         "home_region": Spec(then(text(), _home)),
@@ -501,6 +524,9 @@ class Settings(Model):
         "keep_if_launched_within": Spec(then(text(), _launched_within)),
         "shared_image_check": Spec(one_of("strict", "managed-accounts", "off")),
         "max_retirements_per_run": Spec(integer(ge=0, le=1_000_000)),
+        "managed_accounts_param": Spec(then(items(text(), kind="tuple"), _accounts)),
+        "organization": Spec(boolean),
+        "spoke_role_name": Spec(then(text(), _role_name)),
     }
 
     @cached_property
@@ -559,6 +585,13 @@ class Settings(Model):
             data["shared_image_check"] = get("SHARED_IMAGE_CHECK")
         if get("MAX_RETIREMENTS_PER_RUN"):
             data["max_retirements_per_run"] = get("MAX_RETIREMENTS_PER_RUN")
+        managed = _split(get("MANAGED_ACCOUNTS"))
+        if [m.lower() for m in managed] == [ORGANIZATION]:
+            data["organization"] = True
+        elif managed:
+            data["managed_accounts_param"] = managed
+        if get("SPOKE_ROLE_NAME"):
+            data["spoke_role_name"] = get("SPOKE_ROLE_NAME")
         if get("MAX_COPIES_IN_FLIGHT"):
             data["max_copies_in_flight"] = get("MAX_COPIES_IN_FLIGHT")
         out: Out = []

@@ -39,9 +39,14 @@ to manage: the reason says why) or `none` (nothing to do). `actions` lists what 
 done to it, `outcome` sums it up. Totals: tagged, copies_requested, retired, kept by reason,
 errors, snapshots_deleted, deprecations_set; per region `notes.snapshot_gib_freed` (domain/cost.py).
 
-Large fleets: when the Lambda's remaining time runs low, the run stops between two images,
-reports `continued: true` and where (`continuation`: region index, image offset and the last
-image id done), and the handler invokes the function again asynchronously with that cursor.
+Every covered (account, region) pair, account by account (`accounts`: default every managed
+account); the report is keyed by account, then region. An account whose role cannot be assumed
+fails its pairs, reported, and the others go on.
+
+Large fleets: when the Lambda's remaining time runs low, the run stops between two images and
+reports `continued: true` and where (`continuation`: the pair, the image offset and the last
+image id done, and `payload`: the request to invoke the function with next). The function never
+invokes itself: the caller (the CLI follows it) sends `payload` back.
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ class Backfill:
         self.settings = deps.settings
         self.budget = deps.budget
         self.progress = progress or (lambda _message: None)
-        self.copies = Copies(lambda region: Ec2(deps.aws.ec2(region), region), deps.settings.keys)
+        self.copies: dict[str, Copies] = {}
         self.not_found: list[str] = []
         self._queue: CopyQueue | None = None
 
@@ -104,48 +109,50 @@ class Backfill:
         actions = request.ordered_actions()
         dry_run = request.effective_dry_run(self.settings)
         regions = list(request.regions or self.settings.sweep_regions)
+        pairs = self.deps.pairs(request.accounts, regions)
         cursor = request.continuation
         run_id = cursor.run_id if cursor and cursor.run_id else uuid.uuid4().hex[:12]
         wanted = set(request.image_ids) if request.image_ids else None
         found: set[str] = set(cursor.found) if cursor else set()
         report = Report("backfill", dry_run, started_at=self.deps.clock())
-        report.continuation = None
         logger.info(
             "backfill started",
             run_id=run_id,
             actions=list(actions),
+            pairs=len(pairs),
             regions=regions,
             image_ids=len(wanted) if wanted else None,
             dry_run=dry_run,
             cursor=cursor.model_dump() if cursor else None,
         )
         start = cursor.region_index if cursor else 0
-        for index in range(start, len(regions)):
-            region = regions[index]
+        for index in range(start, len(pairs)):
+            account, region = pairs[index]
             after = cursor.after if cursor and index == cursor.region_index else None
             offset = cursor.offset if cursor and index == cursor.region_index else 0
             if self.budget.exhausted():
-                report.continuation = self._cursor(regions, index, offset, after, cursor, run_id, found)
+                report.cursor = self._cursor(pairs, index, offset, after, cursor, run_id, found)
                 break
-            out = report.region(region)
-            self.progress(f"{region}: listing images")
+            out = report.region(region, account)
+            where = region if account == self.deps.account_id else f"{account} {region}"
+            self.progress(f"{where}: listing images")
             try:
-                stop = self._region(index, region, actions, wanted, dry_run, out, after, offset, found)
-            except Exception as e:  # one region's failure never stops the others
+                stop = self._region(account, region, actions, wanted, dry_run, out, after, offset, found)
+            except Exception as e:  # one pair's failure (its role missing, say) never stops the others
                 out.fail(describe_error(e))
-                logger.exception("backfill of a region failed", region=region, error=out.error)
-                self.progress(f"{region}: failed: {out.error}")
+                logger.exception("backfill of a pair failed", account=account, region=region, error=out.error)
+                self.progress(f"{where}: failed: {out.error}")
                 continue
             if stop is not None:
                 done_offset, done_after = stop
                 out.status = "incomplete"
-                report.continuation = self._cursor(regions, index, done_offset, done_after, cursor, run_id, found)
+                report.cursor = self._cursor(pairs, index, done_offset, done_after, cursor, run_id, found)
                 break
         self.not_found = []
-        if report.continuation is None and wanted:
+        if report.cursor is None and wanted:
             self.not_found = sorted(wanted - found)
             if self.not_found:
-                logger.error("image ids not found in any region", image_ids=self.not_found, regions=regions)
+                logger.error("image ids not found in any pair", image_ids=self.not_found, regions=regions)
         report.finished_at = self.deps.clock()
         return report
 
@@ -153,7 +160,7 @@ class Backfill:
         """The report as JSON data: `Report.to_dict()`, plus `continued` and `image_ids_not_found`
         (each an error)."""
         out = report.to_dict(max_images_per_region)
-        out["continued"] = bool(report.continuation)
+        out["continued"] = bool(report.cursor)
         if self.not_found:
             out["image_ids_not_found"] = list(self.not_found)
             out["totals"]["errors"] += len(self.not_found)
@@ -163,7 +170,7 @@ class Backfill:
 
     def _cursor(
         self,
-        regions: Sequence[str],
+        pairs: Sequence[tuple[str, str]],
         index: int,
         offset: int,
         after: str | None,
@@ -172,13 +179,14 @@ class Backfill:
         found: set[str],
     ) -> dict[str, Any]:
         chain = (previous.chain + 1) if previous else 1
+        account, region = pairs[index]
         info: dict[str, Any] = {
             "continued": True,
-            "region": regions[index],
+            "account": account,
+            "region": region,
             "region_index": index,
             "offset": offset,
             "after": after,
-            "remaining_regions": list(regions[index:]),
             "cursor": Cursor(
                 region_index=index,
                 offset=offset,
@@ -191,14 +199,14 @@ class Backfill:
         if chain > MAX_CHAIN:
             info["capped"] = True
         logger.warning("backfill out of time", **{k: v for k, v in info.items() if k != "cursor"})
-        self.progress(f"{regions[index]}: out of time after {offset} images: continuing in a follow-up")
+        self.progress(f"{account} {region}: out of time after {offset} images: to be continued")
         return info
 
     # ------------------------------------------------------------ one region
 
     def _region(
         self,
-        index: int,
+        account: str,
         region: str,
         actions: tuple[Action, ...],
         wanted: set[str] | None,
@@ -209,14 +217,17 @@ class Backfill:
         found: set[str],
     ) -> tuple[int, str | None] | None:
         """Work on one region. Returns None when done, else (offset, last image id done) to resume at."""
-        deps = self.deps
+        deps = self.deps.in_account(account)
         gw = RegionGateways.of(deps.aws, region)
         ec2 = gw.ec2
         queue = self._copy_queue() if "replicate" in actions else None
         # The backfill stops between two images (its cursor), never inside one image's writes.
         executor = Executor(ec2, dry_run=dry_run, queue=queue)
         inventory = read_inventory(ec2)
-        work = RegionWork(deps, gw, out, executor, inventory, self.copies)
+        if account not in self.copies:
+            aws = deps.aws
+            self.copies[account] = Copies(lambda r: Ec2(aws.ec2(r), r), deps.settings.keys)
+        work = RegionWork(deps, gw, out, executor, inventory, self.copies[account])
         listed = list(inventory.images)
         selected = sorted((i for i in listed if wanted is None or i.image_id in wanted), key=lambda i: i.image_id)
         found.update(i.image_id for i in selected)
@@ -271,7 +282,7 @@ class Backfill:
     def _ranks(self, work: RegionWork, tag: bool) -> Mapping[str, Any]:
         """The family ranking the replicate step uses: over the region's images as the tag step
         leaves them (projected, pure: `adoption.tagged`), computed once per region."""
-        deps = self.deps
+        deps = work.deps
         images = work.inventory.images
         if tag:
             now = deps.clock()
@@ -317,7 +328,7 @@ class Backfill:
                 e = work.entry(image)
                 if image.image_id in work.gone:
                     continue
-                d = decide(image, None, checked_unused(), self.settings, work.now, self.deps.account_id)
+                d = decide(image, None, checked_unused(), self.settings, work.now, work.deps.account_id)
                 e.decision, e.reason, e.detail = d.action, str(d.reason), d.detail
                 e.outcome = "failed" if e.errors else "kept"
                 work.out.totals.count_kept(str(d.reason))
@@ -353,7 +364,7 @@ class Backfill:
     def _copy_queue(self) -> CopyQueue | None:
         url = self.settings.copy_queue_url
         if url and self._queue is None:
-            self._queue = CopyQueue.of(self.deps.aws, url, self.settings.home_region)
+            self._queue = CopyQueue.of(self.deps.accounts.hub_aws, url, self.settings.home_region)
         return self._queue
 
 
@@ -376,23 +387,34 @@ def refused(error: str, dry_run: bool = True) -> dict[str, Any]:
 def follow_up_payload(
     request: BackfillRequest, settings: Settings, dry_run: bool, cursor: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The payload of the follow-up invocation: the same request, pinned, plus the cursor."""
+    """The payload of the next invocation: the same request, pinned, plus the cursor."""
     payload: dict[str, Any] = {
         "actions": list(request.ordered_actions()),
         "regions": list(request.regions or settings.sweep_regions),
         "dry_run": dry_run,
         "continuation": dict(cursor),
     }
+    if request.accounts:
+        payload["accounts"] = list(request.accounts)
     if request.image_ids:
         payload["image_ids"] = list(request.image_ids)
     return payload
 
 
 def handle(event: Any, deps: Deps) -> dict[str, Any]:
-    """What BackfillFunction does with one invocation; `deps.invoke` starts the follow-up invocation."""
+    """What BackfillFunction does with one invocation. Out of time, it returns `continuation`
+    with the `payload` of the next invocation (the caller sends it; nothing invokes itself)."""
     settings = deps.settings
     try:
         request = parse_backfill_request(event, settings, deps.known_regions)
+        if request.continuation is None:
+            deps.accounts.refresh()
+        managed = deps.accounts.managed()
+        unmanaged = [a for a in request.accounts or () if a not in managed]
+        if unmanaged:
+            raise BadRequest(
+                f"invalid backfill payload: accounts: {', '.join(unmanaged[:5])} not managed by this stack"
+            )
     except BadRequest as e:
         logger.error("backfill payload refused", error=str(e), payload=clip_payload(event))
         count("BackfillRefused")
@@ -401,27 +423,16 @@ def handle(event: Any, deps: Deps) -> dict[str, Any]:
     backfill = Backfill(deps)
     dry_run = request.effective_dry_run(settings)
     report = backfill.run(request)
-    out = backfill.render(report, max(100, MAX_REPORT_IMAGES // max(1, len(report.regions))))
+    out = backfill.render(report, max(100, MAX_REPORT_IMAGES // max(1, len(report.pairs))))
     if settings.dry_run and request.dry_run is False:
         out["note"] = "the DryRun parameter is true: this backfill only reports"
-    out["continued"] = False
-    if report.continuation:
-        info = dict(report.continuation)
+    out.pop("cursor", None)
+    if report.cursor:
+        info = dict(report.cursor)
         payload = follow_up_payload(request, settings, dry_run, info.pop("cursor"))
         if info.get("capped"):
-            info["error"] = f"more than {MAX_CHAIN} follow-up invocations: start a new backfill from here"
+            info["error"] = f"more than {MAX_CHAIN} invocations: start a new backfill from here"
             logger.error("backfill chain capped", **info)
-        else:
-            try:
-                if deps.invoke is None:
-                    raise RuntimeError("no follow-up invocation possible here: run the backfill again from the cursor")
-                deps.invoke(payload)
-                out["continued"] = True
-                info["requested"] = True
-                logger.info("backfill continues in a follow-up invocation", payload=payload)
-            except (ClientError, BotoCoreError, RuntimeError) as e:
-                info["error"] = f"could not invoke the follow-up: {describe_error(e)}"
-                logger.error("backfill follow-up not invoked", error=info["error"], payload=payload)
         out["continuation"] = info | {"payload": payload}
     logger.info("backfill report", report=report.summary())
     emit_metrics(report)

@@ -1,6 +1,8 @@
-"""The retention sweep (RetentionSweepFunction): retire expired images per PRODUCT.md section 2.
+"""The retention sweep (RetentionSweepFunction): retire expired images per PRODUCT.md section 2,
+in every covered (account, region) pair (section 7).
 
-Per region, independently (one region failing never stops the others):
+Per pair, independently (one pair failing, or one account whose role cannot be assumed, never
+stops the others; an account's role is assumed once per run, see aws/accounts.py):
 
 1. List the managed images: DescribeImages, Owners=self, `tag:P:managed=true`, disabled and
    deprecated included, pages of 1000 (ceil(n/1000) calls). Deregistration protection comes with
@@ -10,9 +12,11 @@ Per region, independently (one region failing never stops the others):
    non-use (`gather_evidence`): every `evidence.Source` must answer, by DescribeImageReferences
    (ceil(candidates/10) calls) or by listing when that is cheaper; launch configurations are
    listed either way. A source that cannot answer keeps every candidate (`unverified`). Then the
-   shared-image check (`check_sharing`): launch permissions, usage reports.
-   Steps 1-3 run for every region before any image is retired: the blast-radius cap
-   (MaxRetirementsPerRun) counts all regions together, and over it nothing is retired.
+   shared-image check (`check_sharing`): launch permissions, the managed consumers' references
+   through their spoke role, usage reports for the others.
+   Steps 1-3 run for every pair before any image is retired: the blast-radius cap
+   (MaxRetirementsPerRun, or the state machine's `retire_at_most`) counts all pairs together,
+   and over it nothing is retired.
 4. Retire: DeregisterImage(DeleteAssociatedSnapshots=True), one call per image; EC2 deletes the
    snapshots no other image uses in the same call and reports each one.
 5. Reconcile: rewrite the tool's P:expires-at where P:retention changed (live tags), set the
@@ -20,9 +24,10 @@ Per region, independently (one region failing never stops the others):
    here), and delete orphaned managed snapshots (`reconcile_orphan_snapshots` says which).
 
 Dry-run changes nothing and reports the same decisions. Time budget: when the Lambda has less than
-a safety margin left, the sweep stops cleanly and returns the regions still to do (a half-done
-region is simply re-swept: retired images are gone, so listing again is idempotent); the handler
-continues in a new asynchronous invocation, at most MAX_CHAIN times in a row.
+a safety margin left, the sweep stops cleanly and returns a `cursor`: the pairs still to do, the
+one in progress first (a half-done pair is simply swept again: retired images are gone, so listing
+again is idempotent). The caller invokes the function again with it (the state machine's loop, or
+the CLI); the function never invokes itself.
 """
 
 from __future__ import annotations
@@ -32,14 +37,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import single_metric
-from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws.ec2 import Ec2, RegionGateways
 from ..aws.errors import describe_error as _describe_error
 from ..aws.sqs import CopyQueue
 from ..domain.adoption import Verdict
 from ..domain.report import Report
-from ..domain.requests import MAX_CHAIN, BadRequest, SweepRequest, parse_sweep_request
+from ..domain.requests import MAX_CHAIN, BadRequest, parse_sweep_request
 from ..domain.retention import Decision, is_managed, rank_families
 from ..runtime import Deps
 from ..runtime.budget import OutOfTime
@@ -49,17 +53,19 @@ from .executor import Executor
 from .payloads import clip_payload
 from .pipeline import ADOPTED_THIS_RUN, BLAST_RADIUS, Copies, RegionWork, read_inventory
 
-# Per-image entries returned in the report, over all regions (the Lambda response is at most 6 MB).
+# Per-image entries returned in the report, over all pairs (the Lambda response is at most 6 MB).
 MAX_REPORT_IMAGES = 10_000
 MISSED = (
     "no EC2 AMI State Change event adopted it (the event was missed, or the image is older than the "
     "stack): adopted by the sweep, and not retired before the next sweep"
 )
 
+Pair = tuple[str, str]  # (account, region)
+
 
 @dataclass
 class _Region:
-    """One region's state between the two phases."""
+    """One pair's state between the two phases."""
 
     work: RegionWork
     decided: list[Any]  # the managed images decided (not those adopted in this run)
@@ -70,85 +76,111 @@ class _Region:
 def sweep(
     deps: Deps,
     *,
+    pairs: Sequence[Pair] | None = None,
     regions: Sequence[str] | None = None,
     dry_run: bool | None = None,
     in_use_way: InUseWay = "auto",
     max_retirements: int | None = None,
+    retire_at_most: int | None = None,
+    iteration: int = 1,
 ) -> Report:
-    """Sweep each region, in two phases. Phase 1, every region: read the inventory; adopt the
-    images no event adopted (ManageNewImages) and request the copies managed images lack; decide
-    every managed image and gather the evidence of non-use. Phase 2, when the images to retire
-    are within MaxRetirementsPerRun over all regions (`max_retirements` overrides it; 0: no limit):
-    retire them (else none: report.blast_radius); reconcile the kept ones' live tags and
-    deprecation times; delete orphaned managed snapshots. A region that fails is reported and the
-    next one is swept; when time runs out, `report.continuation["remaining_regions"]` lists what is
-    left (the region in progress first)."""
+    """Sweep each (account, region) pair, in two phases (`pairs`, else every managed account times
+    `regions` or the sweep regions). Phase 1, every pair: read the inventory; adopt the images no
+    event adopted (ManageNewImages) and request the copies managed images lack; decide every
+    managed image and gather the evidence of non-use. Phase 2, when the images to retire are within
+    MaxRetirementsPerRun over all pairs (`max_retirements` overrides it; 0: no limit) and within
+    `retire_at_most` (the state machine's share; 0: none): retire them (else none:
+    report.blast_radius); reconcile the kept ones' live tags and deprecation times; delete
+    orphaned managed snapshots. A pair that fails is reported and the next one is swept; when time
+    runs out, `report.cursor` holds the pairs left (the one in progress first)."""
     settings = deps.settings
-    regions = list(dict.fromkeys(regions or settings.sweep_regions))
+    todo = list(dict.fromkeys(pairs if pairs is not None else deps.pairs(regions=regions)))
     dry_run = settings.dry_run if dry_run is None else dry_run
     cap = settings.max_retirements_per_run if max_retirements is None else max_retirements
     report = Report("sweep", dry_run, started_at=deps.clock())
-    queue = CopyQueue.of(deps.aws, settings.copy_queue_url, settings.home_region) if settings.copy_queue_url else None
-    copies = Copies(lambda region: Ec2(deps.aws.ec2(region), region), settings.keys)
-    works: dict[str, RegionWork] = {}
+    # The copy queue is the hub's, whichever account the image is in.
+    queue = (
+        CopyQueue.of(deps.accounts.hub_aws, settings.copy_queue_url, settings.home_region)
+        if settings.copy_queue_url
+        else None
+    )
+    copies: dict[str, Copies] = {}
+    works: dict[Pair, RegionWork] = {}
+
+    def stop(index: int) -> None:
+        report.cursor = {"pairs": [list(p) for p in todo[index:]], "iteration": iteration + 1}
 
     # Phase 1a: the inventories (the copies of one region are sources' evidence in another).
-    for index, region in enumerate(regions):
+    for index, (account, region) in enumerate(todo):
         if deps.budget.exhausted():
-            report.continuation = {"remaining_regions": regions[index:]}
+            stop(index)
             break
 
-        def read(region: str = region) -> None:
-            gw = RegionGateways.of(deps.aws, region)
+        def read(account: str = account, region: str = region) -> None:
+            here = deps.in_account(account)
+            gw = RegionGateways.of(here.aws, region)
             executor = Executor(gw.ec2, dry_run=dry_run, queue=queue, budget=deps.budget)
-            works[region] = RegionWork(deps, gw, report.region(region), executor, read_inventory(gw.ec2), copies)
-            copies.add(region, works[region].inventory.images)
+            if account not in copies:
+                copies[account] = Copies(_ec2_in(here.aws), settings.keys)
+            out = report.region(region, account)
+            work = RegionWork(here, gw, out, executor, read_inventory(gw.ec2), copies[account])
+            works[(account, region)] = work
+            copies[account].add(region, work.inventory.images)
 
-        if _run_region(report, regions, index, read):
+        if _run_pair(report, todo, index, read, stop):
             break
     # Phase 1b: adopt, replicate, decide.
-    planned: dict[str, _Region] = {}
-    if not report.continuation:
-        for index, region in enumerate(regions):
-            if region not in works:
+    planned: dict[Pair, _Region] = {}
+    if not report.cursor:
+        for index, pair in enumerate(todo):
+            if pair not in works:
                 continue
 
-            def plan(region: str = region) -> None:
-                planned[region] = _plan_region(works[region], in_use_way)
+            def plan(pair: Pair = pair) -> None:
+                planned[pair] = _plan_region(works[pair], in_use_way)
 
-            if _run_region(report, regions, index, plan):
+            if _run_pair(report, todo, index, plan, stop):
                 break
-    if report.continuation:
-        # Out of time before anything was retired: the regions decided so far are swept again
-        # (in a follow-up), their decisions are not acted on half-way.
-        first = next((i for i, r in enumerate(regions) if r in works), None)
-        for region in works:
-            if report.region(region).status != "failed":
-                report.region(region).status = "incomplete"
+    if report.cursor:
+        # Out of time before anything was retired: the pairs decided so far are swept again (by the
+        # next invocation), their decisions are not acted on half-way.
+        first = next((i for i, p in enumerate(todo) if p in works), None)
+        for pair in works:
+            out = report.region(pair[1], pair[0])
+            if out.status != "failed":
+                out.status = "incomplete"
         if first is not None:
-            report.continuation = {"remaining_regions": regions[first:]}
+            stop(first)
         planned = {}
     would_retire = sum(len(p.retirable) for p in planned.values())
-    allowed = not cap or would_retire <= cap
+    allowed, limit = True, 0
+    if cap and would_retire > cap:
+        allowed, limit = False, cap
+    if retire_at_most is not None and would_retire > retire_at_most:
+        allowed, limit = False, retire_at_most
     if not allowed:
-        report.blast_radius = {"would_retire": would_retire, "limit": cap}
+        report.blast_radius = {"would_retire": would_retire, "limit": limit}
         logger.error(
-            "blast radius: more retirements than MaxRetirementsPerRun, none done", would_retire=would_retire, limit=cap
+            "blast radius: more retirements than allowed in this run, none done", would_retire=would_retire, limit=limit
         )
     # Phase 2: retire (if allowed), reconcile the kept images, clean up orphaned snapshots.
-    for index, region in enumerate(regions):
-        if region not in planned or report.continuation:
+    for index, pair in enumerate(todo):
+        if pair not in planned or report.cursor:
             continue
 
-        def execute(p: _Region = planned[region]) -> None:
+        def execute(p: _Region = planned[pair]) -> None:
             _execute_region(p, allowed)
 
-        if _run_region(report, regions, index, execute):
+        if _run_pair(report, todo, index, execute, stop):
             break
     for work in works.values():
         work.publish(work.inventory.images)
     report.finished_at = deps.clock()
     return report
+
+
+def _ec2_in(aws: Any) -> Callable[[str], Ec2]:
+    return lambda region: Ec2(aws.ec2(region), region)
 
 
 def _plan_region(work: RegionWork, in_use_way: InUseWay) -> _Region:
@@ -212,89 +244,78 @@ def _execute_region(p: _Region, allowed: bool) -> None:
     work.note_freed()
 
 
-def _run_region(report: Report, regions: Sequence[str], index: int, step: Callable[[], object]) -> bool:
-    """Run one step of a region; a failure is reported and the others go on. True when time ran out."""
-    region = regions[index]
-    out = report.region(region)
+def _run_pair(
+    report: Report, pairs: Sequence[Pair], index: int, step: Callable[[], object], stop: Callable[[int], None]
+) -> bool:
+    """Run one step of a pair; a failure is reported and the others go on. True when time ran out."""
+    account, region = pairs[index]
+    out = report.region(region, account)
     if out.status == "failed":
         return False
     try:
         step()
     except OutOfTime:
         out.status = "incomplete"
-        report.continuation = {"remaining_regions": regions[index:]}
-        logger.warning("sweep out of time", region=region, remaining_regions=regions[index:])
+        stop(index)
+        logger.warning("sweep out of time", account=account, region=region, pairs_left=len(pairs) - index)
         return True
-    except Exception as e:  # one region's failure never stops the others
+    except Exception as e:  # one pair's failure (its role missing, say) never stops the others
         out.fail(_describe_error(e))
-        logger.exception("region sweep failed", region=region, error=out.error)
+        logger.exception("pair sweep failed", account=account, region=region, error=out.error)
     return False
 
 
 # ---------------------------------------------------------------- the Lambda around it
 
 
-def continue_sweep(deps: Deps, request: SweepRequest, remaining: Sequence[str], dry_run: bool) -> dict[str, Any]:
-    """Invoke this function again, asynchronously, for the regions left. Capped at MAX_CHAIN."""
-    following = request.continuation + 1
-    info: dict[str, Any] = {
-        "remaining_regions": list(remaining),
-        "next": following,
-        "requested": False,
-        "capped": False,
-    }
-    if following > MAX_CHAIN:
-        info["capped"] = True
-        logger.error(
-            "sweep chain capped: regions left for the next scheduled sweep",
-            remaining_regions=list(remaining),
-            max_chain=MAX_CHAIN,
-        )
-        return info
-    payload = {"regions": list(remaining), "dry_run": dry_run, "continuation": following}
-    if deps.invoke is None:
-        info["error"] = "no follow-up invocation possible here: run the sweep again for the regions left"
-        logger.error("sweep follow-up not invoked", error=info["error"], remaining_regions=list(remaining))
-        return info
-    try:
-        deps.invoke(payload)
-    except (ClientError, BotoCoreError) as e:
-        info["error"] = f"could not invoke the follow-up: {_describe_error(e)}"
-        logger.error("sweep follow-up not invoked", error=info["error"], remaining_regions=list(remaining))
-        return info
-    info["requested"] = True
-    logger.info("sweep continues in a follow-up invocation", payload=payload)
-    return info
-
-
 def handle(event: Any, deps: Deps) -> dict[str, Any]:
-    """What RetentionSweepFunction does with one invocation (the handler is a thin shell around it)."""
+    """What RetentionSweepFunction does with one invocation (the handler is a thin shell around it).
+    Refused payloads (and accounts this stack does not manage) return `status: refused`; a sweep
+    that ran out of time returns `cursor`, to be sent back in the next invocation."""
     settings = deps.settings
     try:
         request = parse_sweep_request(event, settings, deps.known_regions)
+        if request.cursor is None:
+            deps.accounts.refresh()  # a new run: the organization listed again, refused roles retried
+        managed = deps.accounts.managed()
+        asked = [a for a, _ in request.cursor.pairs] if request.cursor else (request.accounts or [])
+        unmanaged = [a for a in dict.fromkeys(asked) if a not in managed]
+        if unmanaged:
+            raise BadRequest(
+                f"invalid sweep payload: accounts: {', '.join(unmanaged[:5])} not managed by this stack "
+                f"(managed: {len(managed)} accounts)"
+            )
     except BadRequest as e:
         logger.error("sweep payload refused", error=str(e), payload=clip_payload(event))
         count("SweepRefused")
         return {"status": "refused", "error": str(e)}
     dry_run = settings.dry_run if request.dry_run is None else request.dry_run
-    regions = request.regions or list(settings.sweep_regions)
-    logger.info(
-        "sweep started", regions=regions, dry_run=dry_run, source=request.source, continuation=request.continuation
-    )
-    report = sweep(deps, regions=regions, dry_run=dry_run)
-    remaining = (report.continuation or {}).get("remaining_regions") or []
-    if remaining:
-        report.continuation = continue_sweep(deps, request, remaining, dry_run)
+    if request.cursor:
+        pairs: list[Pair] = [(a, r) for a, r in request.cursor.pairs]
+        iteration = request.cursor.iteration
+    else:
+        pairs, iteration = deps.pairs(request.accounts, request.regions), 1
+    logger.info("sweep started", pairs=len(pairs), dry_run=dry_run, source=request.source, iteration=iteration)
+    report = sweep(deps, pairs=pairs, dry_run=dry_run, retire_at_most=request.retire_at_most, iteration=iteration)
+    if report.cursor and report.cursor["iteration"] > MAX_CHAIN:
+        # The same sweep has run MAX_CHAIN times: give up on what is left (the next run does it).
+        left = report.cursor["pairs"]
+        for account, region in left:
+            out = report.region(region, account)
+            if out.status != "failed":
+                out.fail(f"not finished after {MAX_CHAIN} invocations: left for the next sweep")
+        logger.error("sweep gave up: pairs left for the next scheduled sweep", pairs=left, max_chain=MAX_CHAIN)
+        report.cursor = None
     logger.info("sweep report", report=report.summary())
     emit_metrics(report)
-    return report.to_dict(max_images_per_region=max(100, MAX_REPORT_IMAGES // max(1, len(regions))))
+    return report.to_dict(max_images_per_region=max(100, MAX_REPORT_IMAGES // max(1, len(report.pairs))))
 
 
 def emit_metrics(report: Report) -> None:
     """ImagesRetired, ImagesKept (total, and per reason with a Reason dimension), SnapshotsDeleted,
-    SweepErrors, SweepRegionsFailed, DeprecationsSet, and SweepCompleted (1 when the whole sweep,
-    follow-ups included, has run: the "sweep not run" alarm watches it). Dry runs count
-    ImagesRetirable instead of ImagesRetired and SnapshotsDeleted."""
+    SweepErrors, SweepRegionsFailed (failed pairs), DeprecationsSet, and SweepCompleted (1 when
+    the invocation finished its pairs: no cursor). Dry runs count ImagesRetirable instead of
+    ImagesRetired and SnapshotsDeleted."""
     totals = report.totals
     if report.dry_run:
         count("ImagesRetirable", totals.retired)
@@ -304,15 +325,12 @@ def emit_metrics(report: Report) -> None:
         count("DeprecationsSet", totals.deprecations_set)
     count("ImagesKept", sum(totals.kept.values()))
     count("SweepErrors", totals.errors)
-    count("SweepRegionsFailed", sum(1 for r in report.regions.values() if r.status == "failed"))
+    count("SweepRegionsFailed", sum(1 for r in report.regions if r.status == "failed"))
     if report.blast_radius and not report.dry_run:
         count("SweepBlastRadius")
-    continuation = report.continuation or {}
-    if continuation.get("requested"):
+    if report.cursor:
         count("SweepContinued")
-    if continuation.get("capped") or continuation.get("error"):
-        count("SweepErrors")
-    if not continuation.get("remaining_regions"):
+    else:
         metrics.add_metric(name="SweepCompleted", unit=MetricUnit.Count, value=1)
     for reason, n in sorted(totals.kept.items()):
         with single_metric(name="ImagesKept", unit=MetricUnit.Count, value=n) as metric:
