@@ -167,6 +167,22 @@ class Ec2:
             for r in resp.get("DeleteSnapshotResults", [])
         ]
 
+    def disable_image(self, image_id: str) -> None:
+        self.client.disable_image(ImageId=image_id)
+
+    def enable_image(self, image_id: str) -> None:
+        self.client.enable_image(ImageId=image_id)
+
+    def add_launch_permissions(self, image_id: str, permissions: LaunchPermissions) -> None:
+        """ModifyImageAttribute(launchPermission Add): give back who could launch the image."""
+        add: list[dict[str, str]] = [{"UserId": a} for a in permissions.accounts]
+        add += [{"OrganizationArn": o} for o in permissions.organizations]
+        add += [{"OrganizationalUnitArn": u} for u in permissions.organizational_units]
+        if permissions.public:
+            add.append({"Group": "all"})
+        if add:
+            self.client.modify_image_attribute(ImageId=image_id, LaunchPermission={"Add": add})
+
     def delete_snapshot(self, snapshot_id: str) -> None:
         self.client.delete_snapshot(SnapshotId=snapshot_id)
 

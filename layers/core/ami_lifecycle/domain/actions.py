@@ -12,10 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .replication import CopyRequest
 from .tags import format_instant
+
+if TYPE_CHECKING:  # the sweep's types: the event path does not import them
+    from .evidence import LaunchPermissions
 
 
 class Kind(StrEnum):
@@ -29,6 +32,8 @@ class Kind(StrEnum):
     REQUEST_COPY = "request-copy"  # SendMessageBatch of a CopyRequest
     REQUEST_USAGE_REPORT = "request-usage-report"  # CreateImageUsageReport of a shared image
     RETIRE = "retire"  # DeregisterImage(DeleteAssociatedSnapshots=True)
+    DISABLE = "disable"  # CreateTags (P:disabled-at, P:launch-permissions), then DisableImage
+    ENABLE = "enable"  # EnableImage, the launch permissions given back, DeleteTags of `keys`
     DELETE_SNAPSHOT = "delete-snapshot"  # DeleteSnapshot of an orphaned managed snapshot
 
 
@@ -77,6 +82,8 @@ class Action:
     token: str = ""
     # RETIRE: what EC2 is expected to do with each snapshot (what a dry run reports).
     expect: tuple[SnapshotResult, ...] = ()
+    # ENABLE: the launch permissions to give back (DisableImage removed them).
+    permissions: LaunchPermissions | None = None
 
     @property
     def tag_map(self) -> dict[str, str]:
@@ -167,6 +174,12 @@ class Outcome:
             return f"{'would request' if dry else 'requested'} a copy to {target}"
         if a.kind is Kind.REQUEST_USAGE_REPORT:
             return f"{'would request' if dry else 'requested'} an AMI usage report {self.report_id}".rstrip()
+        if a.kind is Kind.DISABLE:
+            until = f" (grace until {format_instant(a.at)})" if a.at else ""
+            return f"{'would disable' if dry else 'disabled'}{until}"
+        if a.kind is Kind.ENABLE:
+            shared = " and shared again" if a.permissions and a.permissions.consumers() else ""
+            return f"{'would re-enable' if dry else 're-enabled'}{shared} ({a.why})" if a.why else "re-enabled"
         if a.kind is Kind.RETIRE:
             return (
                 f"{'would retire' if dry else 'retired'} ({a.why})" if a.why else ("would retire" if dry else "retired")

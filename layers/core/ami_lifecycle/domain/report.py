@@ -80,7 +80,17 @@ class ImageEntry:
         return _compact(dict(self.__dict__))
 
 
-COUNTERS = ("considered", "tagged", "copies_requested", "retired", "errors", "snapshots_deleted", "deprecations_set")
+COUNTERS = (
+    "considered",
+    "tagged",
+    "copies_requested",
+    "retired",
+    "disabled",
+    "enabled",
+    "errors",
+    "snapshots_deleted",
+    "deprecations_set",
+)
 
 
 @dataclass
@@ -89,6 +99,8 @@ class Totals:
     tagged: int = 0
     copies_requested: int = 0
     retired: int = 0
+    disabled: int = 0  # DisableBeforeDeregister: disabled first (their grace period started)
+    enabled: int = 0  # disabled by the tool, then no longer retirable: re-enabled
     kept: dict[str, int] = field(default_factory=dict)  # by reason code
     errors: int = 0
     snapshots_deleted: int = 0

@@ -429,14 +429,22 @@ def _retention(v: str, _ctx: Mapping[str, Any]) -> str:
     return v
 
 
-def _launched_within(v: str, _ctx: Mapping[str, Any]) -> str:
-    try:
-        retention = parse_retention(v)
-    except TagError as e:
-        raise ValueError(f"KeepIfLaunchedWithin: {e}") from None
-    if retention.forever or retention.years or retention.months:
-        raise ValueError(f"KeepIfLaunchedWithin: {v!r} is not <n>h, <n>d or <n>w")
-    return v
+def _window(parameter: str) -> Callable[[str, Mapping[str, Any]], str]:
+    """A duration parameter in hours, days or weeks (`0d` included)."""
+
+    def check(v: str, _ctx: Mapping[str, Any]) -> str:
+        try:
+            retention = parse_retention(v)
+        except TagError as e:
+            raise ValueError(f"{parameter}: {e}") from None
+        if retention.forever or retention.years or retention.months:
+            raise ValueError(f"{parameter}: {v!r} is not <n>h, <n>d or <n>w")
+        return v
+
+    return check
+
+
+_launched_within = _window("KeepIfLaunchedWithin")
 
 
 def _home(v: str, _ctx: Mapping[str, Any]) -> str:
@@ -508,6 +516,9 @@ class Settings(Model):
     organization: bool = False
     # SpokeRoleName: the role the functions assume in every managed account but the hub's.
     spoke_role_name: str = "ami-lifecycle-spoke"
+    # DisableBeforeDeregister: a retirable image is disabled first and deregistered only when it is
+    # still retirable after this grace period ("0d": deregistered at once).
+    disable_before_deregister: str = "0d"
 
     SPEC: ClassVar[dict[str, Spec]] = {
         "home_region": Spec(then(text(), _home)),
@@ -527,12 +538,19 @@ class Settings(Model):
         "managed_accounts_param": Spec(then(items(text(), kind="tuple"), _accounts)),
         "organization": Spec(boolean),
         "spoke_role_name": Spec(then(text(), _role_name)),
+        "disable_before_deregister": Spec(then(text(), _window("DisableBeforeDeregister"))),
     }
 
     @cached_property
     def launched_within(self) -> timedelta:
         """KeepIfLaunchedWithin as a duration (zero: the check is off)."""
         retention = parse_retention(self.keep_if_launched_within)
+        return timedelta(days=retention.days, seconds=retention.seconds)
+
+    @cached_property
+    def disable_grace(self) -> timedelta:
+        """DisableBeforeDeregister as a duration (zero: images are deregistered at once)."""
+        retention = parse_retention(self.disable_before_deregister)
         return timedelta(days=retention.days, seconds=retention.seconds)
 
     @cached_property
@@ -592,6 +610,8 @@ class Settings(Model):
             data["managed_accounts_param"] = managed
         if get("SPOKE_ROLE_NAME"):
             data["spoke_role_name"] = get("SPOKE_ROLE_NAME")
+        if get("DISABLE_BEFORE_DEREGISTER"):
+            data["disable_before_deregister"] = get("DISABLE_BEFORE_DEREGISTER")
         if get("MAX_COPIES_IN_FLIGHT"):
             data["max_copies_in_flight"] = get("MAX_COPIES_IN_FLIGHT")
         out: Out = []

@@ -69,6 +69,17 @@ class TagKeys:
         return self._k("hold")
 
     @cached_property
+    def disabled_at(self) -> str:
+        """Written by the tool when it disabled a retirable image (DisableBeforeDeregister)."""
+        return self._k("disabled-at")
+
+    @cached_property
+    def launch_permissions(self) -> str:
+        """Written beside `disabled-at`: who could launch the image before DisableImage removed it
+        (EnableImage does not give it back: the tool does, when it re-enables the image)."""
+        return self._k("launch-permissions")
+
+    @cached_property
     def family(self) -> str:
         return self._k("family")
 

@@ -97,6 +97,15 @@ class Executor:
             # Not mentioned by EC2: deleted later by the orphan reconciliation if no image uses it.
             reported += [SnapshotResult(s, "unreported") for s in a.resources if s not in seen]
             return Outcome(a, Status.DONE, snapshots=tuple(reported))
+        elif a.kind is Kind.DISABLE:
+            # The record first: a DisableImage without P:disabled-at would never be re-enabled.
+            ec2.create_tags(a.resources, a.tag_map)
+            ec2.disable_image(a.image_id)
+        elif a.kind is Kind.ENABLE:
+            ec2.enable_image(a.image_id)
+            if a.permissions is not None:
+                ec2.add_launch_permissions(a.image_id, a.permissions)
+            ec2.delete_tags(a.resources, a.keys)
         elif a.kind is Kind.DELETE_SNAPSHOT:
             ec2.delete_snapshot(a.snapshot_id)
         else:  # pragma: no cover - every kind is handled above or in _copies

@@ -31,6 +31,7 @@ from ..domain.model import Image
 from ..domain.replication import CopyRequest, is_copy, plan_copies, recorded_copies
 from ..domain.report import ImageEntry, RegionReport
 from ..domain.retention import Decision, Reason, decide, deprecation_due, is_managed, rank_families
+from ..domain.staging import Stage, Staged, parse_permissions, render_permissions, stage
 from ..domain.tags import TagKeys, format_instant
 from ..runtime import Deps
 from ..runtime.observability import count, logger
@@ -43,6 +44,8 @@ from .tagging import Tagging, tag_image
 ADOPTED_THIS_RUN = "adopted-this-run"
 # The reason code of a retirable image the blast-radius cap kept.
 BLAST_RADIUS = "blast-radius"
+# The reason code of a retirable image disabled by the tool, in its grace period (DisableBeforeDeregister).
+DISABLED = "disabled"
 
 
 class Inventory:
@@ -179,6 +182,10 @@ class RegionWork:
                 totals.deprecations_set += 1
             elif kind is Kind.REQUEST_COPY:
                 totals.copies_requested += 1
+            elif kind is Kind.DISABLE:
+                totals.disabled += 1
+            elif kind is Kind.ENABLE:
+                totals.enabled += 1
 
     def note(self, entry: ImageEntry, text: str) -> None:
         """Something found rather than done: in the entry's actions (for humans) and notes (as data)."""
@@ -322,7 +329,84 @@ class RegionWork:
         e.decision, e.reason, e.detail, e.outcome = "keep", reason, detail, "kept"
         self.out.totals.count_kept(reason)
 
+    def staged(self, image: Image) -> Staged:
+        """What retiring this retirable image means now (domain/staging.py: deregister, disable first,
+        or wait out its grace period)."""
+        settings = self.deps.settings
+        return stage(image, True, settings.disable_grace, settings.keys, self.now)
+
     def retire(self, images: Sequence[Image]) -> set[str]:
+        """Retire these retirable images: deregister each with its snapshots or, with
+        DisableBeforeDeregister, disable it first and deregister it once its grace period is over.
+        Returns the ids of the images that are gone."""
+        now_gone: list[Image] = []
+        for image in images:
+            s = self.staged(image)
+            if s.stage is Stage.DEREGISTER:
+                if s.why:
+                    self.note(self.entry(image), s.why)
+                now_gone.append(image)
+            elif s.stage is Stage.DISABLE:
+                self._disable(image, s)
+            else:  # WAIT: kept, disabled, until its grace period is over
+                self.spare(image, DISABLED, s.why)
+        return self._deregister(now_gone)
+
+    def _disable(self, image: Image, s: Staged) -> None:
+        keys, e = self.deps.settings.keys, self.entry(image)
+        shared = self.gw.ec2.launch_permissions(image)
+        permissions = render_permissions(shared, owner=self.deps.account_id)
+        if permissions is None:
+            e.decision, e.reason, e.outcome = "keep", "failed", "failed"
+            e.errors.append(
+                "not disabled: its launch permissions do not fit in one tag (256 characters) and DisableImage "
+                "would lose them; share it more narrowly, or set DisableBeforeDeregister to 0d"
+            )
+            self.out.totals.errors += 1
+            return
+        tags = {keys.disabled_at: format_instant(self.now)}
+        if permissions:
+            tags[keys.launch_permissions] = permissions
+        action = Action(
+            Kind.DISABLE,
+            image.region,
+            image.image_id,
+            resources=(image.image_id,),
+            tags=tuple(tags.items()),
+            at=s.until,
+        )
+        (outcome,) = self.executor.run([action])
+        self.record(e, [outcome])
+        if outcome.status is Status.GONE:
+            e.outcome, e.detail = "gone", "already deregistered"
+            self.gone.add(image.image_id)
+        elif outcome.status is Status.FAILED:
+            e.outcome = "failed"
+            logger.error("image not disabled", image_id=image.image_id, region=self.out.region, error=outcome.error)
+        else:
+            until = format_instant(s.until) if s.until else "?"
+            e.outcome = "would disable" if self.dry_run else "disabled"
+            e.detail = f"disabled (grace until {until})" + (f"; {s.why}" if s.why else "")
+            logger.info("image disabled", image_id=image.image_id, region=self.out.region, until=until)
+
+    def _enable(self, image: Image) -> None:
+        """An image the tool disabled that is no longer retirable: re-enabled, its sharing given back."""
+        keys = self.deps.settings.keys
+        permissions = parse_permissions(image.tags.get(keys.launch_permissions, ""))
+        action = Action(
+            Kind.ENABLE,
+            image.region,
+            image.image_id,
+            resources=(image.image_id,),
+            keys=tuple(k for k in (keys.disabled_at, keys.launch_permissions) if k in image.tags),
+            permissions=permissions if permissions.consumers() else None,
+            why=f"kept: {self.entry(image).reason}",
+        )
+        if image.state != "disabled":  # re-enabled by someone else: only the record goes
+            action = Action(Kind.UNTAG, image.region, image.image_id, resources=(image.image_id,), keys=action.keys)
+        self.record(self.entry(image), self.executor.run([action]))
+
+    def _deregister(self, images: Sequence[Image]) -> set[str]:
         """Deregister each image with its snapshots. Returns the ids of the images that are gone."""
         users = Counter(s for image in self.inventory.images for s in image.snapshot_ids)
         actions = []
@@ -380,6 +464,9 @@ class RegionWork:
         for image in images:
             if decisions[image.image_id].retire:
                 continue
+            if settings.keys.disabled_at in image.tags:
+                self.deps.budget.check()
+                self._enable(image)
             if expiry_of(image, settings.keys, tool_default=settings.retention).rewrite:
                 self.deps.budget.check()
                 self.adopt(image)

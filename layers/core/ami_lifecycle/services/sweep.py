@@ -71,6 +71,8 @@ class _Region:
     decided: list[Any]  # the managed images decided (not those adopted in this run)
     decisions: dict[str, Decision]
     retirable: list[Any]
+    # What counts against the cap: those to deregister or to disable (not those in a grace period).
+    destructive: list[Any]
 
 
 def sweep(
@@ -152,7 +154,7 @@ def sweep(
         if first is not None:
             stop(first)
         planned = {}
-    would_retire = sum(len(p.retirable) for p in planned.values())
+    would_retire = sum(len(p.destructive) for p in planned.values())
     allowed, limit = True, 0
     if cap and would_retire > cap:
         allowed, limit = False, cap
@@ -224,20 +226,20 @@ def _plan_region(work: RegionWork, in_use_way: InUseWay) -> _Region:
             work.entry(image).outcome = "would adopt" if work.dry_run else "adopted"
     retirable = [i for i in selected if decisions[i.image_id].retire]
     work.out.notes["retirable"] = len(retirable)
-    return _Region(work, selected, decisions, retirable)
+    return _Region(work, selected, decisions, retirable, [i for i in retirable if work.staged(i).destructive])
 
 
 def _execute_region(p: _Region, allowed: bool) -> None:
     work = p.work
     retire = p.retirable
     if not allowed:
-        for image in retire:
+        for image in p.destructive:
             work.spare(
                 image,
                 BLAST_RADIUS,
                 "retirable, but this run would retire more images than MaxRetirementsPerRun: none retired",
             )
-        retire = []
+        retire = [i for i in retire if i not in p.destructive]
     gone = work.retire(sorted(retire, key=lambda i: (i.creation_date, i.image_id)))
     work.reconcile_kept(p.decided, p.decisions)
     work.reconcile_orphans(gone)
