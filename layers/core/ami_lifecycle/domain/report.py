@@ -67,6 +67,8 @@ class ImageEntry:
     expires_at: str | None = None
     references: list[str] = field(default_factory=list)
     snapshots: list[dict[str, str]] = field(default_factory=list)
+    # A retired image a Recycle Bin rule keeps (with its snapshots): restorable until then.
+    restorable_until: str | None = None
     actions: list[str] = field(default_factory=list)  # e.g. "deprecation set to ...", "tagged", "copy requested"
     # The same, as data (actions.Outcome.to_dict: kind, status, tags, target_region, ...): what the
     # CLI and the demo render.

@@ -22,12 +22,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws.ec2 import Ec2, RegionGateways
 from ..aws.errors import describe_error
+from ..aws.rbin import retention_rules
 from ..domain.actions import DELETED_CODES, Action, Kind, Outcome, SnapshotResult, Status, copy_actions
 from ..domain.adoption import SkipReason, Verdict, decide_adoption, foreign_manager
 from ..domain.cost import freed as freed_size
 from ..domain.evidence import checked_unused, usage_of
 from ..domain.expiry import expiry_of
 from ..domain.model import Image
+from ..domain.recycle_bin import restorable
 from ..domain.replication import CopyRequest, is_copy, plan_copies, recorded_copies
 from ..domain.report import ImageEntry, RegionReport
 from ..domain.retention import Decision, Reason, decide, deprecation_due, is_managed, rank_families
@@ -452,7 +454,33 @@ class RegionWork:
                 snapshots=e.snapshots,
                 dry_run=self.dry_run,
             )
+        self._note_recycle_bin([i for i in images if self.entry(i).outcome in ("retired", "would retire")])
         return gone
+
+    def _note_recycle_bin(self, retired: Sequence[Image]) -> None:
+        """Until when each retired image can be restored from the Recycle Bin (its rules read once
+        per pair, only when something was retired)."""
+        if not retired:
+            return
+        try:
+            rules = retention_rules(self.deps.aws.client("rbin", self.out.region))
+        except (ClientError, BotoCoreError) as exc:
+            self.out.notes["recycle_bin"] = f"rules not read: {describe_error(exc)}"
+            return
+        self.out.notes["recycle_bin"] = {"rules": len(rules)}
+        if not rules:
+            return
+        snapshots = self.inventory.snapshots
+        for image in retired:
+            snapshot_tags = [
+                {t["Key"]: t["Value"] for t in (snapshots.get(s) or {}).get("Tags") or []}
+                for s in image.snapshot_ids
+                if s in snapshots
+            ]
+            verdict = restorable(rules, image.tags, snapshot_tags, self.now)
+            e = self.entry(image)
+            e.restorable_until = format_instant(verdict.until) if verdict.until else None
+            self.note(e, verdict.detail)
 
     # ------------------------------------------------------------ stage: reconcile what is kept
 
