@@ -519,6 +519,8 @@ class Settings(Model):
     # DisableBeforeDeregister: a retirable image is disabled first and deregistered only when it is
     # still retirable after this grace period ("0d": deregistered at once).
     disable_before_deregister: str = "0d"
+    # The SNS topic the digest of each sweep goes to (None: no digest).
+    digest_topic_arn: str | None = None
 
     SPEC: ClassVar[dict[str, Spec]] = {
         "home_region": Spec(then(text(), _home)),
@@ -539,6 +541,7 @@ class Settings(Model):
         "organization": Spec(boolean),
         "spoke_role_name": Spec(then(text(), _role_name)),
         "disable_before_deregister": Spec(then(text(), _window("DisableBeforeDeregister"))),
+        "digest_topic_arn": Spec(optional(text())),
     }
 
     @cached_property
@@ -610,6 +613,8 @@ class Settings(Model):
             data["managed_accounts_param"] = managed
         if get("SPOKE_ROLE_NAME"):
             data["spoke_role_name"] = get("SPOKE_ROLE_NAME")
+        if get("DIGEST_TOPIC_ARN"):
+            data["digest_topic_arn"] = get("DIGEST_TOPIC_ARN")
         if get("DISABLE_BEFORE_DEREGISTER"):
             data["disable_before_deregister"] = get("DISABLE_BEFORE_DEREGISTER")
         if get("MAX_COPIES_IN_FLIGHT"):

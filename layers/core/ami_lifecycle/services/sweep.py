@@ -48,6 +48,7 @@ from ..domain.retention import Decision, is_managed, rank_families
 from ..runtime import Deps
 from ..runtime.budget import OutOfTime
 from ..runtime.observability import MetricUnit, count, logger, metrics
+from .digest import publish_digest
 from .evidence import InUseWay
 from .executor import Executor
 from .payloads import clip_payload
@@ -310,7 +311,11 @@ def handle(event: Any, deps: Deps) -> dict[str, Any]:
         report.cursor = None
     logger.info("sweep report", report=report.summary())
     emit_metrics(report)
-    return report.to_dict(max_images_per_region=max(100, MAX_REPORT_IMAGES // max(1, len(report.pairs))))
+    out = report.to_dict(max_images_per_region=max(100, MAX_REPORT_IMAGES // max(1, len(report.pairs))))
+    if request.source != "state-machine" and not report.cursor:
+        # One digest per run: the state machine publishes the execution's (services/execution.py).
+        publish_digest(deps, out)
+    return out
 
 
 def emit_metrics(report: Report) -> None:
