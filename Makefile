@@ -49,13 +49,16 @@ lint: $(BIN)/ami-lifecycle
 typecheck: $(BIN)/ami-lifecycle
 	$(BIN)/mypy
 
-## cfn-lint (through sam validate --lint) on the SAM template, then a build of every function and the layer.
+## cfn-lint (through sam validate --lint) on the SAM template, cfn-lint on spoke.yaml (plain
+## CloudFormation, checked in every region a StackSet may deploy it to), then a build of every
+## function and the layer.
 template-check: $(SAM)
 	$(SAM) validate --lint --region us-east-1
+	$(SAM_VENV)/bin/cfn-lint --regions us-east-1 us-west-2 eu-west-1 ap-southeast-2 -- spoke.yaml
 	$(SAM) build --region us-east-1
 
-## checkov on template.yaml, offline. Suppressions are justified in .checkov.yaml (global) and in
-## the template (Metadata: checkov: skip, per resource).
+## checkov on template.yaml and spoke.yaml, offline. Suppressions are justified in .checkov.yaml
+## (global) and in the templates (Metadata: checkov: skip, per resource).
 scan: $(CHECKOV)
 	$(CHECKOV) --config-file .checkov.yaml
 

@@ -58,6 +58,9 @@ def test_every_template_parameter_reaches_the_functions_as_a_validated_setting(s
         "KeepIfLaunchedWithin",
         "SharedImageCheck",
         "MaxRetirementsPerRun",
+        "ManagedAccounts",
+        "SpokeRoleName",
+        "OrganizationId",
     }
     assert settings.max_retirements_per_run == 100
     assert settings.keep_if_launched_within == "7d" and settings.shared_image_check == "strict"

@@ -44,15 +44,25 @@ def parameters(**overrides: str) -> dict[str, str]:
 
 
 class Cfn:
-    """Resolves Ref, Fn::Sub, Fn::Join, Fn::Split, Fn::Select, Fn::If, Fn::Equals, Fn::Not and
-    Fn::GetAtt (to stand-in ARNs and names) for one set of parameter values."""
+    """Resolves Ref, Fn::Sub, Fn::Join, Fn::Split, Fn::Select, Fn::If, Fn::Equals, Fn::Not,
+    Fn::And, Fn::Or, Condition and Fn::GetAtt (to stand-in ARNs and names) for one set of parameter
+    values, in one account and region (template.yaml by default; spoke.yaml in its own tests)."""
 
-    def __init__(self, params: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        params: Mapping[str, str],
+        *,
+        template: Mapping[str, Any] = TEMPLATE,
+        account: str = ACCOUNT,
+        region: str = REGION,
+    ) -> None:
         self.params = dict(params)
+        self.template = template
+        self.account, self.region = account, region
         self.pseudo = {
             "AWS::Partition": "aws",
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
+            "AWS::Region": region,
+            "AWS::AccountId": account,
             "AWS::StackName": STACK,
             "AWS::URLSuffix": "amazonaws.com",
         }
@@ -64,18 +74,23 @@ class Cfn:
             return self.params[name]
         if name in self.pseudo:
             return self.pseudo[name]
-        if name in RESOURCES or name.endswith("Role"):
+        if name in self.template["Resources"] or name.endswith("Role"):
             return f"{STACK}-{name}"
         raise KeyError(name)
 
     def getatt(self, lid: str, attr: str) -> str:
-        assert lid in RESOURCES or lid.startswith(FUNCTIONS), f"GetAtt of unknown resource {lid}"
+        assert lid in self.template["Resources"] or lid.startswith(FUNCTIONS), f"GetAtt of unknown resource {lid}"
         if attr == "QueueName":
             return f"{STACK}-{lid}"
-        return f"arn:aws:test:{REGION}:{ACCOUNT}:{lid}/{attr}"
+        return f"arn:aws:test:{self.region}:{self.account}:{lid}/{attr}"
 
     def condition(self, name: str) -> bool:
-        return bool(self.resolve(TEMPLATE["Conditions"][name]))
+        return bool(self.resolve(self.template["Conditions"][name]))
+
+    def created(self, logical_id: str) -> bool:
+        """Whether the resource exists for these parameters (its Condition, if any, holds)."""
+        condition = self.template["Resources"][logical_id].get("Condition")
+        return condition is None or self.condition(condition)
 
     def sub(self, text: str, variables: Mapping[str, Any]) -> str:
         def one(match: re.Match[str]) -> str:
@@ -117,7 +132,11 @@ class Cfn:
                 return self.resolve(arg[0]) == self.resolve(arg[1])
             if fn == "Fn::Not":
                 return not self.resolve(arg[0])
-            if fn == "Condition":
+            if fn == "Fn::And":
+                return all(self.resolve(a) for a in arg)
+            if fn == "Fn::Or":
+                return any(self.resolve(a) for a in arg)
+            if fn in ("Condition", "Fn::Condition"):  # `!Condition X` loads as Fn::Condition
                 return self.condition(arg)
         out = {k: self.resolve(v) for k, v in value.items()}
         return {k: v for k, v in out.items() if v is not NO_VALUE}
@@ -131,16 +150,18 @@ def managed_policy_document(cfn: Cfn, logical_id: str) -> dict[str, Any]:
 
 def function_statements(cfn: Cfn, function: str) -> list[dict[str, Any]]:
     """Every statement the function's role holds: inline `Policies` statements, the managed
-    policies it references, and AWS::IAM::Policy resources attached to its role. (SAM policy
-    templates such as SQSPollerPolicy are SAM's own, scoped to one queue, and not expanded.)"""
+    policies it references, and AWS::IAM::Policy resources attached to its role when their
+    Condition holds. (SAM policy templates such as SQSPollerPolicy are SAM's own, scoped to one
+    queue, and not expanded.)"""
     statements: list[dict[str, Any]] = []
     for entry in RESOURCES[function]["Properties"].get("Policies", []):
         if isinstance(entry, dict) and "Statement" in entry:
             statements.extend(cfn.resolve(entry["Statement"]))
         elif isinstance(entry, dict) and set(entry) == {"Ref"}:
             statements.extend(managed_policy_document(cfn, entry["Ref"])["Statement"])
-    for res in RESOURCES.values():
-        if res["Type"] == "AWS::IAM::Policy" and {"Ref": f"{function}Role"} in res["Properties"]["Roles"]:
+    for lid, res in RESOURCES.items():
+        attached = res["Type"] == "AWS::IAM::Policy" and {"Ref": f"{function}Role"} in res["Properties"]["Roles"]
+        if attached and cfn.created(lid):
             statements.extend(cfn.resolve(res["Properties"]["PolicyDocument"])["Statement"])
     return statements
 
@@ -543,9 +564,12 @@ def test_every_asynchronous_path_has_bounded_retries_and_a_failure_queue() -> No
             "Type": "SQS",
             "Destination": {"Fn::GetAtt": ["AsyncFailureQueue", "Arn"]},
         }
-    (rule,) = [e["Properties"] for e in RESOURCES["ImageEventsFunction"]["Properties"]["Events"].values()]
-    assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ImageEventsDeadLetterQueue", "Arn"]}}
-    assert rule["RetryPolicy"]["MaximumRetryAttempts"] <= 185
+    # The default bus's rule and HubEventBus's (events forwarded by the spokes).
+    rules = [e["Properties"] for e in RESOURCES["ImageEventsFunction"]["Properties"]["Events"].values()]
+    assert len(rules) == 2
+    for rule in rules:
+        assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ImageEventsDeadLetterQueue", "Arn"]}}
+        assert rule["RetryPolicy"]["MaximumRetryAttempts"] <= 185
     (schedule,) = [e["Properties"] for e in RESOURCES["RetentionSweepFunction"]["Properties"]["Events"].values()]
     assert schedule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["SweepScheduleDeadLetterQueue", "Arn"]}}
     assert schedule["RetryPolicy"]["MaximumRetryAttempts"] <= 185
@@ -554,11 +578,13 @@ def test_every_asynchronous_path_has_bounded_retries_and_a_failure_queue() -> No
     assert 1 <= redrive["maxReceiveCount"] <= 100
 
 
-def test_only_the_rule_may_send_to_its_dead_letter_queue() -> None:
+def test_only_the_rules_may_send_to_their_dead_letter_queue() -> None:
     (statement,) = RESOURCES["ImageEventsDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    # SAM names each rule <function><event>: one per EventBridgeRule event of ImageEventsFunction.
+    events = RESOURCES["ImageEventsFunction"]["Properties"]["Events"]
     assert statement["Condition"] == {
-        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["ImageEventsFunctionAmiStateChange", "Arn"]}}
+        "ArnEquals": {"aws:SourceArn": [{"Fn::GetAtt": [f"ImageEventsFunction{name}", "Arn"]} for name in events]}
     }
 
 
@@ -670,3 +696,139 @@ def test_the_built_template_keeps_the_policies(prefix: str) -> None:
     template = load_template(built)
     for lid in TAG_SCOPED_POLICIES:
         assert template["Resources"][lid] == RESOURCES[lid]
+
+
+# ------------------------------------------------------------------ hub and spokes (PRODUCT.md section 7)
+
+ORG_ID = "o-a1b2c3d4e5"
+SPOKES = ("444455556666", "777788889999")
+
+
+def hub_parameters(managed: str) -> dict[str, str]:
+    """The parameters of a hub managing `managed` ("" / a comma-separated list / "organization")."""
+    return parameters(ManagedAccounts=managed, OrganizationId=ORG_ID if managed == "organization" else "")
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("", True),
+        ("organization", True),
+        ("444455556666", True),
+        ("444455556666,777788889999", True),
+        ("444455556666, 777788889999", False),
+        ("444455556666,", False),
+        ("44445555666", False),
+        ("4444555566667", False),
+        ("Organization", False),
+        ("organization,444455556666", False),
+        ("o-a1b2c3d4e5", False),
+    ],
+)
+def test_managed_accounts_are_account_ids_or_organization(value: str, ok: bool) -> None:
+    assert bool(re.fullmatch(TEMPLATE["Parameters"]["ManagedAccounts"]["AllowedPattern"], value)) is ok
+
+
+def test_the_hub_parameters_and_their_defaults() -> None:
+    declared = TEMPLATE["Parameters"]
+    assert (declared["ManagedAccounts"]["Type"], declared["ManagedAccounts"]["Default"]) == ("String", "")
+    spoke_role = declared["SpokeRoleName"]
+    assert (spoke_role["Type"], spoke_role["Default"]) == ("String", "ami-lifecycle-spoke")
+    assert (declared["OrganizationId"]["Type"], declared["OrganizationId"]["Default"]) == ("String", "")
+    assert "aws:PrincipalOrgID" in declared["OrganizationId"]["Description"]
+    assert re.fullmatch(declared["OrganizationId"]["AllowedPattern"], ORG_ID)
+    assert re.fullmatch(declared["SpokeRoleName"]["AllowedPattern"], "ami-lifecycle-spoke")
+    assert not re.fullmatch(declared["SpokeRoleName"]["AllowedPattern"], "ami/lifecycle")
+    variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["MANAGED_ACCOUNTS"] == {"Ref": "ManagedAccounts"}
+    assert variables["SPOKE_ROLE_NAME"] == {"Ref": "SpokeRoleName"}
+    assert variables["ORGANIZATION_ID"] == {"Ref": "OrganizationId"}
+
+
+def test_organization_needs_the_organization_id() -> None:
+    """A template Rule refuses ManagedAccounts=organization without OrganizationId (the bus policy
+    and the assume-role condition name it)."""
+    (rule,) = TEMPLATE["Rules"].values()
+    for managed, org_id, refused in [
+        ("organization", "", True),
+        ("organization", ORG_ID, False),
+        ("444455556666", "", False),
+        ("", "", False),
+    ]:
+        cfn = Cfn(parameters(ManagedAccounts=managed, OrganizationId=org_id))
+        applies = cfn.resolve(rule["RuleCondition"])
+        holds = all(cfn.resolve(a["Assert"]) for a in rule["Assertions"])
+        assert (applies and not holds) is refused, (managed, org_id)
+
+
+@pytest.mark.parametrize(
+    ("value", "accounts", "organization"),
+    [
+        ("", (), False),
+        ("444455556666", ("444455556666",), False),
+        (",".join(SPOKES), SPOKES, False),
+        ("organization", (), True),
+    ],
+)
+def test_every_managed_accounts_value_reaches_the_settings(
+    value: str, accounts: tuple[str, ...], organization: bool
+) -> None:
+    settings = load_settings(function_environment(Cfn(hub_parameters(value))))
+    assert settings.managed_accounts_param == accounts
+    assert settings.organization is organization
+    assert settings.spoke_role_name == "ami-lifecycle-spoke"
+    other = load_settings(function_environment(Cfn(parameters(SpokeRoleName="platform-ami"))))
+    assert other.spoke_role_name == "platform-ami"
+
+
+def test_image_events_are_fed_by_the_default_bus_and_the_hub_bus() -> None:
+    events = RESOURCES["ImageEventsFunction"]["Properties"]["Events"]
+    rules = {name: e["Properties"] for name, e in events.items() if e["Type"] == "EventBridgeRule"}
+    assert len(rules) == 2
+    buses = {name: props.get("EventBusName") for name, props in rules.items()}
+    assert sorted(buses.values(), key=str) == sorted([None, {"Ref": "HubEventBus"}], key=str)
+    default, hub = (rules[n] for n in sorted(rules, key=lambda n: buses[n] is not None))
+    assert default["Pattern"] == hub["Pattern"]
+    assert hub["Pattern"]["source"] == ["aws.ec2"]
+    assert hub["Pattern"]["detail-type"] == ["EC2 AMI State Change"]
+    assert hub["RetryPolicy"] == default["RetryPolicy"]
+    assert RESOURCES["HubEventBus"]["Type"] == "AWS::Events::EventBus"
+    assert "Condition" not in RESOURCES["HubEventBus"]
+    assert TEMPLATE["Outputs"]["HubEventBusArn"]["Value"] == {"Fn::GetAtt": ["HubEventBus", "Arn"]}
+
+
+def bus_policy(managed: str) -> dict[str, Any] | None:
+    cfn = Cfn(hub_parameters(managed))
+    if not cfn.created("HubEventBusPolicy"):
+        return None
+    props = cfn.resolve(RESOURCES["HubEventBusPolicy"]["Properties"])
+    assert props["EventBusName"] == cfn.ref("HubEventBus")
+    statement: dict[str, Any] = props["Statement"]
+    return statement
+
+
+def test_the_hub_bus_admits_put_events_from_the_managed_accounts_only() -> None:
+    # No managed account: no grant (the hub account's own rules in other regions need none).
+    assert bus_policy("") is None
+    listed = bus_policy(",".join(SPOKES))
+    assert listed == {
+        "Effect": "Allow",
+        "Principal": {"AWS": list(SPOKES)},
+        "Action": "events:PutEvents",
+        "Resource": Cfn(parameters()).getatt("HubEventBus", "Arn"),
+    }
+    organization = bus_policy("organization")
+    assert organization == {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "events:PutEvents",
+        "Resource": Cfn(parameters()).getatt("HubEventBus", "Arn"),
+        "Condition": {"StringEquals": {"aws:PrincipalOrgID": ORG_ID}},
+    }
+
+
+def test_every_function_role_lives_under_the_path_the_spoke_trusts() -> None:
+    assert TEMPLATE["Globals"]["Function"]["RolePath"] == "/ami-lifecycle/"
+    for function in FUNCTIONS:
+        props = RESOURCES[function]["Properties"]
+        assert "RolePath" not in props and "Role" not in props, function
