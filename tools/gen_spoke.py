@@ -40,8 +40,8 @@ FUNCTIONS = ("ImageEventsFunction", "ReplicatorFunction", "RetentionSweepFunctio
 # The tag-scoped policies the spoke role holds too, in this order.
 TAG_SCOPED_POLICIES = ("TagImagesPolicy", "CopyImagesPolicy", "RetireImagesPolicy", "ProtectImagesPolicy")
 READ_POLICY = "ReadImagesPolicy"
-# SAM policy templates the functions hold that only make sense in the hub (the copy queue).
-HUB_ONLY_POLICY_TEMPLATES = frozenset({"SQSSendMessagePolicy", "SQSPollerPolicy"})
+# SAM policy templates the functions hold that only make sense in the hub (the copy queue, the digest topic).
+HUB_ONLY_POLICY_TEMPLATES = frozenset({"SQSSendMessagePolicy", "SQSPollerPolicy", "SNSPublishMessagePolicy"})
 # Conditional inline statements that are hub-only: the ReplicaKmsKeys keys live in the hub account.
 HUB_ONLY_CONDITIONS = frozenset({"HasReplicaKmsKeys"})
 # Read-only actions: the only ones an inline statement may carry to reach the spoke.

@@ -61,6 +61,7 @@ def test_every_template_parameter_reaches_the_functions_as_a_validated_setting(s
         "ManagedAccounts",
         "SpokeRoleName",
         "OrganizationId",
+        "DisableBeforeDeregister",
     }
     assert settings.max_retirements_per_run == 100
     assert settings.keep_if_launched_within == "7d" and settings.shared_image_check == "strict"

@@ -491,9 +491,13 @@ def test_retiring_managed_images_and_snapshots(p: str) -> None:
     assert every_role(p, "ec2:DeregisterImage", [image({f"{p}:managed": "TRUE"})]) == only()
     assert every_role(p, "ec2:DeregisterImage", [image()]) == only()
     assert every_role(p, "ec2:DeleteSnapshot", [snapshot()]) == only()
-    # Nothing grants disabling or re-enabling an image.
-    assert every_role(p, "ec2:DisableImage", [image(managed(p))]) == only()
-    assert every_role(p, "ec2:EnableImage", [image(managed(p))]) == only()
+    # Staged retirement (DisableBeforeDeregister): disabling, re-enabling and giving the launch
+    # permissions back, on managed images only, by the functions that retire.
+    for action in ("ec2:DisableImage", "ec2:EnableImage", "ec2:ModifyImageAttribute"):
+        assert every_role(p, action, [image(managed(p))]) == only(SWEEP, BACKFILL), action
+        assert every_role(p, action, [image()]) == only(), action
+        opted_out = every_role(p, action, [image({f"{p}:managed": "false"})])
+        assert set(opted_out.values()) == {EXPLICIT}, action
 
 
 def test_tag_keys_outside_the_prefix_are_never_written(p: str) -> None:

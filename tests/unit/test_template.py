@@ -318,6 +318,7 @@ PROTECTED_ACTIONS = {
     "ec2:EnableImageDeprecation",
     "ec2:DisableImage",
     "ec2:EnableImage",
+    "ec2:ModifyImageAttribute",
     "ec2:DisableImageDeprecation",
 }
 
