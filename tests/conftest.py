@@ -148,7 +148,7 @@ class LocalAws:
         credentials: dict[str, str] = {}
         if account != ACCOUNT_ID:
             sts = self.client("sts", region, endpoint_url=endpoint_url)
-            role = f"arn:aws:iam::{account}:role/tester"
+            role = f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole"  # motoext: present in every account
             creds = sts.assume_role(RoleArn=role, RoleSessionName="tests")["Credentials"]
             credentials = {
                 "aws_access_key_id": creds["AccessKeyId"],

@@ -20,9 +20,13 @@ Gaps filled (real EC2 behaviour mimicked, by API)
    that had a cooldown, ``disabled-until-<YYYY-MM-DDTHH:MM:SS.000Z>``. ``DeregisterImage`` on a protected
    image (enabled, or still in the cooldown) fails with code ``InvalidParameter`` (assumption: the AWS
    documentation does not name the code EC2 uses here).
-3. ``DisableImage`` / ``EnableImage``: state ``disabled`` (disabling also makes the image private, as
-   EC2 does); ``DescribeImages`` leaves disabled images out, even when asked for by id, unless
-   ``IncludeDisabled=True``.
+3. ``DisableImage`` / ``EnableImage``: state ``disabled``; disabling removes every launch permission
+   (public, accounts, organizations, OUs) and re-enabling does not give them back, as the API reference
+   and the User Guide say. ``DescribeImages`` leaves disabled images out, even when asked for by id,
+   unless ``IncludeDisabled=True``. Only the owner may disable or enable an image: another owner's is
+   ``InvalidAMIID.Unavailable`` (assumption: the reference names no code). While disabled, an image
+   cannot be shared (``ModifyImageAttribute`` adding launch permissions) nor launched (``RunInstances``):
+   both ``InvalidAMIID.Unavailable`` (assumption, likewise); its snapshots stay in use (entry 7).
 4. ``DescribeImages``: ``MaxResults`` (5..1000, else ``InvalidParameterValue``) and an opaque
    ``NextToken`` (a bad one is ``InvalidPaginationToken``), so the boto3 paginator works and makes
    ceil(n / MaxResults) calls. Every moto filter keeps working; filters ``source-image-id`` and
@@ -61,9 +65,8 @@ Gaps filled (real EC2 behaviour mimicked, by API)
 10. EventBridge ``TestEventPattern`` answers ``{"Result": true|false}`` with moto's own pattern matcher
     (the one its ``PutEvents`` uses for rules); moto 5.2 answered an empty body. The local runner
     (``stack.py``) routes events with it, so patterns are evaluated as read from template.yaml.
-11. ``ListImagesInRecycleBin(ImageIds)``: at most 20 ids (``InvalidParameterValue`` beyond); moto has
-    no Recycle Bin (rbin is not implemented), so no retention rule exists and, as in an account
-    without rules, the bin is empty: ``{"Images": []}``.
+11. ``ListImagesInRecycleBin(ImageIds)``: at most 20 ids (``InvalidParameterValue`` beyond); the bin
+    itself is entry 17 (without a retention rule it stays empty, as in an account without rules).
 12. ``LastLaunchedTime``: ``DescribeImages`` returns it (a string, ``2026-03-01T17:00:00Z``, as the
     botocore model and EC2 have it) for an image that was used to launch an instance: the latest
     ``launch_time`` of any instance, terminated ones included, run from the image in its region in
@@ -136,6 +139,44 @@ Gaps filled (real EC2 behaviour mimicked, by API)
     (``tag:.+|Name|Type|KeyId|Path|Label|Tier|DataType``) is accepted and filters on the parameter's
     data type (moto refused the key with ``ValidationException``). Other values are
     ``InvalidFilterValue``.
+17. The Recycle Bin (moto 5.2.1 has no ``rbin`` service). A backend (``rbin_backends[account][region]``)
+    and URL routing for ``https://rbin.{region}.amazonaws.com`` (``mock_aws()`` and the threaded
+    server), with the botocore model's shapes, for ``CreateRule`` (``POST /rules``, HTTP 201),
+    ``GetRule`` (``GET /rules/{id}``), ``ListRules`` (``POST /list-rules``) and ``DeleteRule``
+    (``DELETE /rules/{id}``, HTTP 204). ``ResourceType`` is ``EC2_IMAGE``, ``EBS_SNAPSHOT`` or
+    ``EBS_VOLUME`` (volumes are accepted, never retained); ``RetentionPeriod`` is 1..365 ``DAYS`` (1..7
+    for volumes, the User Guide's limits); a rule with ``ResourceTags`` (at most 50) is tag-level and
+    matches a resource with one of its pairs (a pair without a ``ResourceTagValue``, or an empty one,
+    matches any value of its key: assumption), one without is Region-level and matches every resource without one of its
+    ``ExcludeResourceTags`` (at most 5, Region-level rules only); ``LockConfiguration`` (``UnlockDelay``
+    7..30 ``DAYS``) is for Region-level rules only and a locked rule cannot be deleted
+    (``ConflictException``). Invalid input is ``ValidationException``, an unknown id
+    ``ResourceNotFoundException`` (HTTP 404), a 251st rule in a region ``ServiceQuotaExceededException``.
+    ``CreateRule`` answers ``Status: pending`` and the rule retains resources at once (EC2 may take up
+    to 30 minutes for an account's first rule: not modelled); ``GetRule`` answers ``available``.
+    ``ListRules(ResourceType, ResourceTags, ExcludeResourceTags, LockState, MaxResults 1..1000,
+    NextToken)`` answers rule summaries. ``LockRule``, ``UnlockRule``, ``UpdateRule`` and rule tagging
+    are not modelled. On EC2: ``DeregisterImage``, ``DeleteSnapshot`` and the snapshots deleted by
+    ``DeregisterImage(DeleteAssociatedSnapshots=True)`` put the resource in its region's bin when a
+    rule of its type matches its tags; the longest matching retention wins; the resource is tagged
+    ``aws:recycle-bin:resource-in-bin=true`` while there, and is gone for good (with its tags) at the
+    end of its retention. ``ListImagesInRecycleBin(ImageIds, MaxResults 1..1000, NextToken)`` answers
+    ``ImageId``, ``Name``, ``Description``, ``RecycleBinEnterTime``, ``RecycleBinExitTime``;
+    ``ListSnapshotsInRecycleBin(SnapshotIds, MaxResults 5..1000, NextToken)`` ``SnapshotId``,
+    ``Description``, ``VolumeId`` and the two times. ``RestoreImageFromRecycleBin(ImageId)`` registers
+    the image again as it was (same id, tags, state, launch permissions: assumption) and
+    ``RestoreSnapshotFromRecycleBin(SnapshotId)`` answers the snapshot's description; an id not in the
+    bin is ``InvalidAMIID.NotFound`` / ``InvalidSnapshot.NotFound``. An image whose snapshots are still
+    in the bin can be restored (assumption: the AWS documentation asks users to restore the snapshots
+    first but names no error; such an image could not launch in EC2, which is not modelled). A snapshot
+    of an image in the bin is no longer in use (the image is deregistered): it can be deleted.
+18. ``DescribeSnapshots`` reports ``FullSnapshotSizeInBytes`` (the bytes of the blocks written, EC2's
+    figure for completed snapshots): by default :data:`FULL_SNAPSHOT_FRACTION` (0.4) of the volume,
+    rounded down to whole 512 KiB EBS blocks (6 GiB of a 15 GiB volume); tests pin it with
+    :func:`set_full_snapshot_size` (``None``: not reported, as for snapshots EC2 has no figure for).
+19. STS ``AssumeRole`` of a role that does not exist in its account is ``AccessDenied`` (HTTP 403), as
+    in AWS; ``OrganizationAccountAccessRole`` is taken to exist in every account (details at the end
+    of this module, "STS: the role must exist").
 
 Test and benchmark helpers (not EC2 behaviour)
 ----------------------------------------------
@@ -157,6 +198,10 @@ Test and benchmark helpers (not EC2 behaviour)
   reset of moto clears it.
 * :func:`set_usage_report_delay` ``(seconds)``: reports created afterwards stay ``pending`` for that
   long (default 0).
+* :func:`set_full_snapshot_size` ``(account_id, region, snapshot_id, size_bytes)`` pins a snapshot's
+  ``FullSnapshotSizeInBytes`` (0..its volume; ``None``: not reported); :func:`clear_full_snapshot_size`
+  returns to the default fraction. A retention rule's clock is :func:`_now`, like the others: a test
+  that monkeypatches it moves resources out of the bin when their retention ends.
 These helpers change the in-process moto state, so they also act on a ``ThreadedMotoServer`` started
 in the same process.
 """
@@ -188,13 +233,15 @@ from moto.ec2.exceptions import (
     EC2ClientError,
     InvalidAMIIdError,
     InvalidParameterDependency,
+    InvalidSnapshotIdError,
     InvalidSnapshotInUse,
     InvalidTaggableResourceType,
     MalformedAMIIdError,
     UnvailableAMIIdError,
 )
 from moto.ec2.models.amis import Ami, AmiBackend
-from moto.ec2.models.elastic_block_store import EBSBackend
+from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot
+from moto.ec2.models.instances import InstanceBackend
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.utils import random_id
 from moto.events.models import EventPattern
@@ -204,15 +251,19 @@ from moto.utilities.utils import get_partition
 __all__ = [
     "CALLS",
     "ImageBuilderBackend",
+    "RbinBackend",
     "calls",
     "calls_by_region",
     "clear_faults",
+    "clear_full_snapshot_size",
     "clear_last_launched",
     "imagebuilder_backends",
     "inject_error",
     "install",
+    "rbin_backends",
     "reset_calls",
     "set_faults",
+    "set_full_snapshot_size",
     "set_last_launched",
     "set_usage_report_delay",
 ]
@@ -555,14 +606,19 @@ def _deregister_image(
                 "Disable it with DisableImageDeregistrationProtection (with a cooldown, wait 24 hours).",
             )
     _ORIG["AmiBackend.deregister_image"](self, ami_id)
-    if ami is None or not delete_associated_snapshots:
+    if ami is None:
+        return None
+    _retain(self, "EC2_IMAGE", ami)  # into the Recycle Bin when a retention rule matches (entry 17)
+    if not delete_associated_snapshots:
         return None
     results = []
     snapshots: dict[str, Any] = self.snapshots  # type: ignore[attr-defined]
     for snapshot_id in _snapshot_ids(ami):
         in_use = any(snapshot_id in _snapshot_ids(other) for other in self.amis.values())
         if not in_use:
-            snapshots.pop(snapshot_id, None)
+            snapshot = snapshots.pop(snapshot_id, None)
+            if snapshot is not None:
+                _retain(self, "EBS_SNAPSHOT", snapshot)
         results.append({"SnapshotId": snapshot_id, "ReturnCode": "skipped" if in_use else "success"})
     return results
 
@@ -571,7 +627,9 @@ def _delete_snapshot(self: EBSBackend, snapshot_id: str) -> Any:
     for ami in self.amis.values():  # type: ignore[attr-defined]
         if snapshot_id in _snapshot_ids(ami):
             raise InvalidSnapshotInUse(snapshot_id, ami.id)
-    return _ORIG["EBSBackend.delete_snapshot"](self, snapshot_id)
+    snapshot = _ORIG["EBSBackend.delete_snapshot"](self, snapshot_id)
+    _retain(self, "EBS_SNAPSHOT", snapshot)
+    return snapshot
 
 
 def _enable_image_deprecation(self: AmiBackend, ami_id: str, deprecate_at: Any) -> None:
@@ -601,16 +659,40 @@ def _disable_image_deregistration_protection(self: AmiBackend, ami_id: str) -> N
     ami._ext_protection = None  # type: ignore[attr-defined]
 
 
+def _owned_ami(backend: AmiBackend, ami_id: str, action: str) -> Ami:
+    """An image of the region the caller owns (only the owner may disable, enable or restore it)."""
+    ami = _get_ami(backend, ami_id)
+    if ami.owner_id != backend.account_id:  # type: ignore[attr-defined]
+        raise _error(
+            "InvalidAMIID.Unavailable",
+            f"The image id '[{ami_id}]' is not owned by account {backend.account_id}: "  # type: ignore[attr-defined]
+            f"only its owner can {action} it",
+        )
+    return ami
+
+
 def _disable_image(self: AmiBackend, ami_id: str) -> None:
-    ami = _get_ami(self, ami_id)
+    ami = _owned_ami(self, ami_id, "disable")
     ami.state = "disabled"
-    ami.launch_permissions.clear()  # a disabled AMI is made private
+    ami.launch_permissions.clear()  # a disabled AMI is made private; re-enabling does not share it again
 
 
 def _enable_image(self: AmiBackend, ami_id: str) -> None:
-    ami = _get_ami(self, ami_id)
+    ami = _owned_ami(self, ami_id, "enable")
     if ami.state == "disabled":
         ami.state = "available"
+
+
+def _refuse_disabled(ami: Ami | None, what: str) -> None:
+    if ami is not None and ami.state == "disabled":
+        raise _error(
+            "InvalidAMIID.Unavailable", f"The image {ami.id} is disabled: it cannot be {what} until it is enabled"
+        )
+
+
+def _run_instances(self: Any, image_id: str, *args: Any, **kwargs: Any) -> Any:
+    _refuse_disabled(self.amis.get(image_id), "launched")
+    return _ORIG["InstanceBackend.run_instances"](self, image_id, *args, **kwargs)
 
 
 def _describe_image_references(
@@ -773,6 +855,12 @@ def _r_describe_image_attribute(self: AmisResponse) -> ActionResult:
 
 def _r_modify_image_attribute(self: AmisResponse) -> Any:
     operation = self._get_param("OperationType")
+    shares = (self._get_param("LaunchPermission", {}) or {}).get("Add") or (
+        operation == "add"
+        and any(self._get_param(p, []) for p in ("UserIds", "UserGroups", "OrganizationArns", "OrganizationalUnitArns"))
+    )
+    if shares:
+        _refuse_disabled(self.ec2_backend.amis.get(self._get_param("ImageId")), "shared")
     if operation not in ("add", "remove"):
         return _ORIG["AmisResponse.modify_image_attribute"](self)
     self.error_on_dryrun()
@@ -869,13 +957,6 @@ def _r_describe_image_references(self: AmisResponse) -> ActionResult:
     )
     page, next_token = _paginate(refs, self._get_int_param("MaxResults"), self._get_param("NextToken"))
     return ActionResult({"ImageReferences": page, "NextToken": next_token})
-
-
-def _r_list_images_in_recycle_bin(self: AmisResponse) -> ActionResult:
-    ids = self._get_param("ImageIds", [])
-    if len(ids) > 20:
-        raise _error("InvalidParameterValue", "ImageIds: at most 20 image ids may be given")
-    return ActionResult({"Images": []})
 
 
 def _ssm_validate_parameter_filters(self: Any, parameter_filters: list[dict[str, Any]] | None, by_path: bool) -> None:
@@ -1580,10 +1661,408 @@ _IMAGEBUILDER_URLS = types.SimpleNamespace(
 )
 
 
+# --------------------------------------------------------------------------- 17. Recycle Bin
+
+RBIN_RESOURCE_TYPES = ("EBS_SNAPSHOT", "EC2_IMAGE", "EBS_VOLUME")
+RBIN_MAX_RULES = 250  # retention rules per Region (the User Guide's default quota)
+RBIN_MAX_RESOURCE_TAGS = 50
+RBIN_MAX_EXCLUDE_TAGS = 5
+IN_BIN_TAG = "aws:recycle-bin:resource-in-bin"
+_RBIN_URL_BASE = r"https?://rbin\.(.+)\.amazonaws\.com"
+_RBIN_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+# Retention periods the User Guide allows, in days (the botocore model says 1..3650).
+_RBIN_MAX_DAYS = {"EBS_SNAPSHOT": 365, "EC2_IMAGE": 365, "EBS_VOLUME": 7}
+
+
+class _RbinError(ServiceException):
+    """A Recycle Bin error (defined here: moto looks the error model up by the class's package)."""
+
+
+def _rbin_error(code: str, message: str, reason: str | None = None) -> ServiceException:
+    error = _RbinError(code, message)
+    if reason:
+        error.reason = reason  # type: ignore[attr-defined]
+    return error
+
+
+def _rbin_invalid(message: str) -> ServiceException:
+    return _rbin_error("ValidationException", message, "INVALID_PARAMETER_VALUE")
+
+
+def _tag_pairs(value: Any, name: str, most: int) -> list[dict[str, str]]:
+    pairs = list(value or [])
+    if len(pairs) > most:
+        raise _rbin_invalid(f"{name}: at most {most} tag key and value pairs")
+    out = []
+    for pair in pairs:
+        if not pair.get("ResourceTagKey"):
+            raise _rbin_invalid(f"{name}: every pair needs a ResourceTagKey")
+        out.append({k: str(v) for k, v in pair.items() if k in ("ResourceTagKey", "ResourceTagValue")})
+    return out
+
+
+def _tag_matches(pair: dict[str, str], tags: dict[str, str]) -> bool:
+    """A rule's pair matches a resource tag with its key and, when the pair names one, its value."""
+    key, value = pair["ResourceTagKey"], pair.get("ResourceTagValue")
+    return key in tags and (not value or tags[key] == value)
+
+
+@dataclass
+class _RetentionRule:
+    identifier: str
+    arn: str
+    resource_type: str
+    days: int
+    description: str
+    resource_tags: list[dict[str, str]]
+    exclude_tags: list[dict[str, str]]
+    lock: dict[str, Any] | None
+    tags: list[dict[str, str]]
+
+    @property
+    def lock_state(self) -> str:
+        return "locked" if self.lock else "unlocked"
+
+    @property
+    def retention_period(self) -> dict[str, Any]:
+        return {"RetentionPeriodValue": self.days, "RetentionPeriodUnit": "DAYS"}
+
+    def matches(self, resource_type: str, tags: dict[str, str]) -> bool:
+        if resource_type != self.resource_type:
+            return False
+        if self.resource_tags:  # a tag-level rule: one of its pairs
+            return any(_tag_matches(pair, tags) for pair in self.resource_tags)
+        return not any(_tag_matches(pair, tags) for pair in self.exclude_tags)  # Region-level
+
+    def describe(self, status: str = "available") -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "Identifier": self.identifier,
+            "Description": self.description,
+            "ResourceType": self.resource_type,
+            "RetentionPeriod": self.retention_period,
+            "ResourceTags": self.resource_tags,
+            "Status": status,
+            "LockState": self.lock_state,
+            "RuleArn": self.arn,
+            "ExcludeResourceTags": self.exclude_tags,
+        }
+        if self.lock:
+            out["LockConfiguration"] = self.lock
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "Identifier": self.identifier,
+            "Description": self.description,
+            "RetentionPeriod": self.retention_period,
+            "LockState": self.lock_state,
+            "RuleArn": self.arn,
+        }
+
+
+class RbinBackend(BaseBackend):
+    """The Recycle Bin retention rules of one account and region."""
+
+    def __init__(self, region_name: str, account_id: str) -> None:
+        super().__init__(region_name, account_id)
+        self.rules: dict[str, _RetentionRule] = {}
+
+    @property
+    def _url_module(self) -> Any:
+        return _RBIN_URLS
+
+    def create_rule(self, params: dict[str, Any]) -> _RetentionRule:
+        resource_type = str(params.get("ResourceType") or "")
+        if resource_type not in RBIN_RESOURCE_TYPES:
+            raise _rbin_invalid(f"ResourceType must be one of {', '.join(RBIN_RESOURCE_TYPES)}")
+        period = params.get("RetentionPeriod") or {}
+        days, unit = period.get("RetentionPeriodValue"), period.get("RetentionPeriodUnit")
+        most = _RBIN_MAX_DAYS[resource_type]
+        if unit != "DAYS" or not isinstance(days, int) or not 1 <= days <= most:
+            raise _rbin_invalid(f"RetentionPeriod for {resource_type}: 1 to {most} DAYS")
+        resource_tags = _tag_pairs(params.get("ResourceTags"), "ResourceTags", RBIN_MAX_RESOURCE_TAGS)
+        exclude_tags = _tag_pairs(params.get("ExcludeResourceTags"), "ExcludeResourceTags", RBIN_MAX_EXCLUDE_TAGS)
+        if resource_tags and exclude_tags:
+            raise _rbin_invalid("ExcludeResourceTags apply to Region-level rules only, not with ResourceTags")
+        lock = params.get("LockConfiguration") or None
+        if lock is not None:
+            if resource_tags:
+                raise _rbin_invalid("Only Region-level retention rules can be locked")
+            delay = lock.get("UnlockDelay") or {}
+            if delay.get("UnlockDelayUnit") != "DAYS" or not 7 <= int(delay.get("UnlockDelayValue") or 0) <= 30:
+                raise _rbin_invalid("UnlockDelay: 7 to 30 DAYS")
+        description = str(params.get("Description") or "")
+        if len(description) > 255:
+            raise _rbin_invalid("Description: at most 255 characters")
+        if len(self.rules) >= RBIN_MAX_RULES:
+            raise _rbin_error(
+                "ServiceQuotaExceededException",
+                f"At most {RBIN_MAX_RULES} retention rules per Region",
+                "SERVICE_QUOTA_EXCEEDED",
+            )
+        identifier = "".join(random.choice(_RBIN_ID_CHARS) for _ in range(11))
+        rule = _RetentionRule(
+            identifier=identifier,
+            arn=f"arn:{get_partition(self.region_name)}:rbin:{self.region_name}:{self.account_id}:rule/{identifier}",
+            resource_type=resource_type,
+            days=days,
+            description=description,
+            resource_tags=resource_tags,
+            exclude_tags=exclude_tags,
+            lock=lock,
+            tags=list(params.get("Tags") or []),
+        )
+        self.rules[identifier] = rule
+        return rule
+
+    def get_rule(self, identifier: str) -> _RetentionRule:
+        rule = self.rules.get(identifier)
+        if rule is None:
+            raise _rbin_error(
+                "ResourceNotFoundException", f"The retention rule {identifier} does not exist", "RULE_NOT_FOUND"
+            )
+        return rule
+
+    def delete_rule(self, identifier: str) -> None:
+        rule = self.get_rule(identifier)
+        if rule.lock:
+            raise _rbin_error(
+                "ConflictException", f"The retention rule {identifier} is locked: unlock it first", "INVALID_RULE_STATE"
+            )
+        del self.rules[identifier]
+
+    def list_rules(self, params: dict[str, Any]) -> list[_RetentionRule]:
+        resource_type = params.get("ResourceType")
+        if resource_type not in RBIN_RESOURCE_TYPES:
+            raise _rbin_invalid(f"ResourceType must be one of {', '.join(RBIN_RESOURCE_TYPES)}")
+        wanted_tags = _tag_pairs(params.get("ResourceTags"), "ResourceTags", RBIN_MAX_RESOURCE_TAGS)
+        wanted_excluded = _tag_pairs(params.get("ExcludeResourceTags"), "ExcludeResourceTags", RBIN_MAX_EXCLUDE_TAGS)
+        lock_state = params.get("LockState")
+        return [
+            rule
+            for rule in self.rules.values()
+            if rule.resource_type == resource_type
+            and all(pair in rule.resource_tags for pair in wanted_tags)
+            and all(pair in rule.exclude_tags for pair in wanted_excluded)
+            and (lock_state is None or rule.lock_state == lock_state)
+        ]
+
+    def retention(self, resource_type: str, tags: dict[str, str]) -> timedelta | None:
+        """How long a deleted resource with these tags stays in the bin: the longest matching rule."""
+        days = [rule.days for rule in self.rules.values() if rule.matches(resource_type, tags)]
+        return timedelta(days=max(days)) if days else None
+
+
+rbin_backends = BackendDict(RbinBackend, "rbin")
+
+
+def _rbin_backend(account_id: str, region: str) -> RbinBackend | None:
+    per_region = dict.get(rbin_backends, account_id)
+    return dict.get(per_region, region) if per_region is not None else None
+
+
+class RbinResponse(BaseResponse):
+    """The REST-JSON operations of the Recycle Bin that :class:`RbinBackend` implements."""
+
+    def __init__(self) -> None:
+        super().__init__(service_name="rbin")
+        self.automated_parameter_parsing = True
+
+    @property
+    def rbin_backend(self) -> RbinBackend:
+        return rbin_backends[self.current_account][self.region]
+
+    def create_rule(self) -> ActionResult:
+        rule = self.rbin_backend.create_rule(dict(self.params or {}))
+        # The rule is answered `pending`, as EC2 does; it retains resources at once (see entry 17).
+        return ActionResult({**rule.describe("pending"), "Tags": rule.tags})
+
+    def get_rule(self) -> ActionResult:
+        rule = self.rbin_backend.get_rule(str((self.params or {}).get("Identifier", "")))
+        return ActionResult(rule.describe())
+
+    def delete_rule(self) -> ActionResult:
+        self.rbin_backend.delete_rule(str((self.params or {}).get("Identifier", "")))
+        return EmptyResult()
+
+    def list_rules(self) -> ActionResult:
+        params = dict(self.params or {})
+        rules = [rule.summary() for rule in self.rbin_backend.list_rules(params)]
+        try:
+            page, next_token = _paginate(rules, params.get("MaxResults"), params.get("NextToken"), 1, 1000)
+        except EC2ClientError as e:
+            raise _rbin_error("ValidationException", e.message, "INVALID_PAGE_TOKEN") from None
+        return ActionResult({"Rules": page, "NextToken": next_token})
+
+
+_RBIN_URLS = types.SimpleNamespace(
+    url_bases=[_RBIN_URL_BASE],
+    url_paths={
+        "{0}/rules$": RbinResponse.dispatch,
+        "{0}/rules/(?P<identifier>[^/]+)$": RbinResponse.dispatch,
+        "{0}/list-rules$": RbinResponse.dispatch,
+    },
+)
+
+
+@dataclass
+class _Binned:
+    """A deleted image (moto's ``Ami``) or snapshot (``Snapshot``) kept in the Recycle Bin."""
+
+    resource: Any
+    entered: datetime
+    exits: datetime
+
+
+def _bin(backend: Any, kind: str) -> dict[str, _Binned]:
+    """The bin of ``kind`` (``images``, ``snapshots``) of an EC2 backend, without what has expired."""
+    binned: dict[str, _Binned] = backend.__dict__.setdefault(f"_ext_bin_{kind}", {})
+    now = _now()
+    for resource_id in [rid for rid, b in binned.items() if b.exits <= now]:
+        del binned[resource_id]  # the retention period is over: deleted for good
+        backend.tags.pop(resource_id, None)
+    return binned
+
+
+def _retain(backend: Any, resource_type: str, resource: Any) -> None:
+    """Keep a resource just deleted in the bin when a rule of its account and region matches it."""
+    rules = _rbin_backend(backend.account_id, backend.region_name)
+    if rules is None:
+        return
+    tags = dict(backend.tags.get(resource.id, {}))
+    retention = rules.retention(resource_type, tags)
+    if retention is None:
+        return
+    now = _now().replace(microsecond=0)  # moto's EC2 serializer writes timestamps as ...:SS.000Z
+    _bin(backend, "images" if resource_type == "EC2_IMAGE" else "snapshots")[resource.id] = _Binned(
+        resource, now, now + retention
+    )
+    backend.tags[resource.id][IN_BIN_TAG] = "true"
+
+
+def _bin_page(self: AmisResponse, kind: str, ids_param: str, lowest: int) -> tuple[list[_Binned], str | None]:
+    self.error_on_dryrun()
+    ids = self._get_param(ids_param, [])
+    binned = _bin(self.ec2_backend, kind)
+    chosen = [binned[i] for i in ids if i in binned] if ids else list(binned.values())
+    return _paginate(chosen, self._get_int_param("MaxResults"), self._get_param("NextToken"), lowest, 1000)
+
+
+def _r_list_images_in_recycle_bin(self: AmisResponse) -> ActionResult:
+    ids = self._get_param("ImageIds", [])
+    if len(ids) > 20:
+        raise _error("InvalidParameterValue", "ImageIds: at most 20 image ids may be given")
+    page, next_token = _bin_page(self, "images", "ImageIds", 1)
+    images = [
+        {
+            "ImageId": b.resource.id,
+            "Name": b.resource.name,
+            "Description": b.resource.description,
+            "RecycleBinEnterTime": b.entered,
+            "RecycleBinExitTime": b.exits,
+        }
+        for b in page
+    ]
+    return ActionResult({"Images": images, "NextToken": next_token})
+
+
+def _r_list_snapshots_in_recycle_bin(self: AmisResponse) -> ActionResult:
+    page, next_token = _bin_page(self, "snapshots", "SnapshotIds", 5)
+    snapshots = [
+        {
+            "SnapshotId": b.resource.id,
+            "RecycleBinEnterTime": b.entered,
+            "RecycleBinExitTime": b.exits,
+            "Description": b.resource.description,
+            "VolumeId": b.resource.volume.id,
+        }
+        for b in page
+    ]
+    return ActionResult({"Snapshots": snapshots, "NextToken": next_token})
+
+
+def _r_restore_image_from_recycle_bin(self: AmisResponse) -> ActionResult:
+    self.error_on_dryrun()
+    ami_id = self._get_param("ImageId")
+    if not str(ami_id).startswith("ami-"):
+        raise MalformedAMIIdError([ami_id])
+    backend = self.ec2_backend
+    binned = _bin(backend, "images").pop(ami_id, None)
+    if binned is None:
+        raise InvalidAMIIdError(ami_id)
+    backend.amis[ami_id] = binned.resource
+    if ami_id in backend.deleted_amis:
+        backend.deleted_amis.remove(ami_id)
+    backend.tags.get(ami_id, {}).pop(IN_BIN_TAG, None)
+    return ActionResult({"Return": True})
+
+
+def _r_restore_snapshot_from_recycle_bin(self: AmisResponse) -> ActionResult:
+    self.error_on_dryrun()
+    snapshot_id = self._get_param("SnapshotId")
+    backend = self.ec2_backend
+    binned = _bin(backend, "snapshots").pop(snapshot_id, None)
+    if binned is None:
+        raise InvalidSnapshotIdError()
+    snapshot = binned.resource
+    backend.snapshots[snapshot_id] = snapshot
+    backend.tags.get(snapshot_id, {}).pop(IN_BIN_TAG, None)
+    return ActionResult(
+        {
+            "SnapshotId": snapshot.id,
+            "Description": snapshot.description,
+            "Encrypted": bool(snapshot.encrypted),
+            "OwnerId": snapshot.owner_id,
+            "Progress": "100%",
+            "StartTime": snapshot.start_time,
+            "State": snapshot.status,
+            "VolumeId": snapshot.volume.id,
+            "VolumeSize": snapshot.volume.size,
+        }
+    )
+
+
 def _get_backend(name: str) -> Any:
     if name == "imagebuilder":
         return imagebuilder_backends
+    if name == "rbin":
+        return rbin_backends
     return _ORIG["backends.get_backend"](name)
+
+
+# --------------------------------------------------------------------------- 18. FullSnapshotSizeInBytes
+
+FULL_SNAPSHOT_FRACTION = 0.4  # of the volume, by default: what a freshly built image typically writes
+EBS_BLOCK = 512 * 1024  # EBS snapshots store 512 KiB blocks
+_GIB = 2**30
+
+
+def _full_snapshot_size(self: Any) -> int | None:
+    if self.status != "completed":
+        return None
+    if "_ext_full_size" in self.__dict__:
+        pinned: int | None = self.__dict__["_ext_full_size"]
+        return pinned
+    return int(self.volume.size * _GIB * FULL_SNAPSHOT_FRACTION) // EBS_BLOCK * EBS_BLOCK
+
+
+def _snapshot(account_id: str, region: str, snapshot_id: str) -> Any:
+    from moto.ec2.models import ec2_backends
+
+    return ec2_backends[account_id][region].get_snapshot(snapshot_id)  # InvalidSnapshot.NotFound
+
+
+def set_full_snapshot_size(account_id: str, region: str, snapshot_id: str, size_bytes: int | None) -> None:
+    """Pin the snapshot's ``FullSnapshotSizeInBytes`` (``None``: not reported, as for old snapshots)."""
+    snapshot = _snapshot(account_id, region, snapshot_id)
+    if size_bytes is not None and not 0 <= size_bytes <= snapshot.volume.size * _GIB:
+        raise ValueError(f"a snapshot of a {snapshot.volume.size} GiB volume holds 0..{snapshot.volume.size} GiB")
+    snapshot.__dict__["_ext_full_size"] = size_bytes
+
+
+def clear_full_snapshot_size(account_id: str, region: str, snapshot_id: str) -> None:
+    """Drop the pin of :func:`set_full_snapshot_size`: the default fraction of the volume again."""
+    _snapshot(account_id, region, snapshot_id).__dict__.pop("_ext_full_size", None)
 
 
 # --------------------------------------------------------------------------- install
@@ -1603,6 +2082,7 @@ def install() -> None:
         for name in ("create_image", "copy_image", "deregister_image"):
             _ORIG[f"AmiBackend.{name}"] = getattr(AmiBackend, name)
         _ORIG["EBSBackend.delete_snapshot"] = EBSBackend.delete_snapshot
+        _ORIG["InstanceBackend.run_instances"] = InstanceBackend.run_instances
         from moto.ssm.models import SimpleSystemManagerBackend
 
         _ORIG["SSM._validate_parameter_filters"] = SimpleSystemManagerBackend._validate_parameter_filters
@@ -1614,6 +2094,8 @@ def install() -> None:
         # moto's botocore stubber and its server read this very list and call backends.get_backend.
         backend_index.backend_url_patterns.insert(0, ("imagebuilder", re.compile(_IMAGEBUILDER_URL_BASE)))
         imagebuilder_backends._additional_regions = _ec2_regions()
+        # The Recycle Bin likewise (botocore lists its regions).
+        backend_index.backend_url_patterns.insert(0, ("rbin", re.compile(_RBIN_URL_BASE)))
 
         patches: list[tuple[Any, str, Any]] = [
             (moto_backends, "get_backend", _get_backend),
@@ -1627,6 +2109,7 @@ def install() -> None:
             (Ami, "block_device_mappings", property(_block_device_mappings)),
             (Ami, "get_filter_value", _ami_get_filter_value),
             (Ami, "last_launched_time", property(_last_launched_time)),
+            (Snapshot, "full_snapshot_size_in_bytes", property(_full_snapshot_size)),
             # backend
             (AmiBackend, "create_image", _create_image),
             (AmiBackend, "copy_image", _copy_image),
@@ -1643,6 +2126,7 @@ def install() -> None:
             (AmiBackend, "describe_image_usage_report_entries", _describe_image_usage_report_entries),
             (AmiBackend, "delete_image_usage_report", _delete_image_usage_report),
             (EBSBackend, "delete_snapshot", _delete_snapshot),
+            (InstanceBackend, "run_instances", _run_instances),
             # responses (the EC2 dispatcher finds actions among EC2Response's functions)
             (AmisResponse, "describe_images", _r_describe_images),
             (AmisResponse, "describe_image_attribute", _r_describe_image_attribute),
@@ -1674,6 +2158,9 @@ def install() -> None:
             ),
             (AmisResponse, "describe_image_references", _r_describe_image_references),
             (AmisResponse, "list_images_in_recycle_bin", _r_list_images_in_recycle_bin),
+            (AmisResponse, "list_snapshots_in_recycle_bin", _r_list_snapshots_in_recycle_bin),
+            (AmisResponse, "restore_image_from_recycle_bin", _r_restore_image_from_recycle_bin),
+            (AmisResponse, "restore_snapshot_from_recycle_bin", _r_restore_snapshot_from_recycle_bin),
             (AmisResponse, "create_image_usage_report", _r_create_image_usage_report),
             (AmisResponse, "describe_image_usage_reports", _r_describe_image_usage_reports),
             (AmisResponse, "describe_image_usage_report_entries", _r_describe_image_usage_report_entries),
@@ -1684,3 +2171,48 @@ def install() -> None:
         ]
         for cls, name, value in patches:
             setattr(cls, name, value)
+        _install_sts()
+
+
+# --------------------------------------------------------------------------- STS: the role must exist
+#
+# 19. ``AssumeRole`` of a role that does not exist in its account (``RoleArn``, path included,
+#     compared with the ARNs of moto's IAM roles of that account) fails as AWS answers it: HTTP 403,
+#     ``AccessDenied``, "User: <caller> is not authorized to perform: sts:AssumeRole on resource:
+#     <RoleArn>" (moto issued credentials for any ARN). Trust policies are not evaluated. Exception:
+#     ``OrganizationAccountAccessRole``, which AWS Organizations creates in every account it creates,
+#     is taken to exist in every moto account, so that tests and the local stack can act in any
+#     account to set it up (create its roles, deploy its stacks), as an organization's
+#     administrator does. Credentials of an assumed role act in the role's account (moto).
+
+ORGANIZATION_ROLE = "OrganizationAccountAccessRole"
+_ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::([0-9]{12}):role/(?:[^:]*/)?([\w+=,.@-]+)$")
+
+
+def _role_exists(role_arn: str) -> bool:
+    from moto.iam.models import iam_backends
+
+    match = _ROLE_ARN.match(role_arn)
+    if match is None:
+        return True  # not a role ARN: moto's own answer stands
+    partition, account, name = match.groups()
+    if name == ORGANIZATION_ROLE:
+        return True
+    return any(role.arn == role_arn for role in iam_backends[account][partition].roles.values())
+
+
+def _r_assume_role(self: Any) -> Any:
+    from moto.core.exceptions import AccessDeniedError
+
+    role_arn = str(self._get_param("RoleArn") or "")
+    if not _role_exists(role_arn):
+        caller = self.backend.get_caller_identity(self.get_access_key(), self.region)[1]
+        raise AccessDeniedError(caller, f"sts:AssumeRole on resource: {role_arn}")
+    return _ORIG["TokenResponse.assume_role"](self)
+
+
+def _install_sts() -> None:
+    from moto.sts.responses import TokenResponse
+
+    _ORIG["TokenResponse.assume_role"] = TokenResponse.assume_role
+    TokenResponse.assume_role = _r_assume_role  # type: ignore[method-assign]

@@ -181,10 +181,13 @@ def test_malformed_events_are_refused_and_touch_nothing(ec2: Any, handler: Any, 
     assert motoext.calls() == {}
 
 
-def test_event_for_another_account_is_refused(ec2: Any, handler: Any, available_event: Event) -> None:
+def test_event_for_an_account_that_is_not_managed_is_refused(ec2: Any, handler: Any, available_event: Event) -> None:
     image_id = create_image(ec2, "web-1")
     e = available_event(image_id, account="999999999999")
-    assert handler(e)["status"] == "refused" and tags_of(ec2, image_id) == {}
+    motoext.reset_calls()
+    out = handler(e)
+    assert out["status"] == "refused" and "999999999999" in out["reason"] and "does not manage" in out["reason"]
+    assert motoext.calls() == {} and tags_of(ec2, image_id) == {}
 
 
 def test_non_object_event_is_refused(ec2: Any, handler: Any) -> None:

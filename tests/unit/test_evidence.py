@@ -8,6 +8,7 @@ from ami_lifecycle.domain.evidence import (
     ALL_SOURCES,
     NOT_SHARED,
     USAGE_REPORT_MAX_AGE,
+    ConsumerCheck,
     Evidence,
     LaunchPermissions,
     ShareState,
@@ -18,6 +19,8 @@ from ami_lifecycle.domain.evidence import (
     UsageEntry,
     UsageReport,
     assess_sharing,
+    report_request_failed,
+    report_requested,
     usage_of,
 )
 from ami_lifecycle.domain.model import Image, Reference
@@ -213,3 +216,98 @@ def test_an_unreadable_creation_date_is_listed_and_kept_not_a_failed_region() ->
     img = Image.from_api(data, "us-east-1")
     d = decision(usage_of(img.image_id, complete(), NOT_SHARED), img)
     assert not d.retire and d.reason == Reason.BAD_TAG and "CreationDate" in d.detail  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- managed consumers, checked directly
+
+SPOKE, OTHER_SPOKE, STRANGER = "222222222222", "333333333333", "444444444444"
+INSTANCE = Reference("ec2:Instance", "arn:aws:ec2:us-east-1:222222222222:instance/i-0123456789abcdef0")
+
+
+def checked(account: str = SPOKE, **kw: object) -> ConsumerCheck:
+    return ConsumerCheck(account, "us-east-1", **kw)  # type: ignore[arg-type]
+
+
+def test_a_managed_consumer_using_the_image_keeps_it_naming_the_account_and_the_reference() -> None:
+    s = assess(managed={SPOKE: checked(references=(INSTANCE,))})
+    assert s.state is ShareState.IN_USE and not s.request_report
+    assert s.detail == f"used in managed account {SPOKE} (us-east-1) by {INSTANCE}"
+    d = decision(usage_of("ami-0123456789abcdef0", complete(), s))
+    assert d.reason == Reason.SHARED_IN_USE and SPOKE in d.detail and "i-0123456789abcdef0" in d.detail  # type: ignore[attr-defined]
+
+
+def test_a_managed_consumer_that_could_not_be_checked_keeps_it_naming_it_and_why() -> None:
+    unreachable = assess(managed={SPOKE: checked(error="cannot assume arn:...: AccessDenied: denied")})
+    silent = assess(managed={SPOKE: checked(unverified=("instances (DescribeInstances: Throttling)",))})
+    for s in (unreachable, silent):
+        assert s.state is ShareState.UNVERIFIED and s.blocks and SPOKE in s.detail and not s.request_report
+    assert "AccessDenied" in unreachable.detail and "Throttling" in silent.detail
+    d = decision(usage_of("ami-0123456789abcdef0", complete(), unreachable))
+    assert d.reason == Reason.SHARED_UNVERIFIED  # type: ignore[attr-defined]
+
+
+def test_a_managed_consumer_proven_unused_no_longer_keeps_it() -> None:
+    s = assess(managed={SPOKE: checked()})  # no usage report asked for, none read
+    assert s.state is ShareState.UNUSED and not s.blocks and not s.request_report
+    assert decision(usage_of("ami-0123456789abcdef0", complete(), s)).retire  # type: ignore[attr-defined]
+
+
+def test_the_other_consumers_still_need_a_usage_report() -> None:
+    both = LaunchPermissions(accounts=(SPOKE, STRANGER))
+    s = assess(permissions=both, reports=[], managed={SPOKE: checked()})
+    assert s.state is ShareState.UNVERIFIED and s.request_report
+    assert s.report_for == (f"account {STRANGER}",) and SPOKE not in s.detail
+    assert f"account {STRANGER}" in report_requested(s, "amiur-9").detail
+    # What the direct checks found stays in the verdict once the report is requested (or fails).
+    s = assess(
+        permissions=LaunchPermissions(accounts=(SPOKE, STRANGER), public=True),
+        reports=[],
+        managed={SPOKE: checked(error="AccessDenied")},
+    )
+    assert s.request_report and s.also == (f"managed account {SPOKE} (us-east-1) could not be checked: AccessDenied",)
+    for after in (report_requested(s, "amiur-9"), report_request_failed(s, "Throttling")):
+        assert after.state is ShareState.UNVERIFIED and SPOKE in after.detail and "the public" in after.detail
+
+
+def test_a_direct_use_wins_over_a_report_not_read_yet_and_asks_for_none() -> None:
+    both = LaunchPermissions(accounts=(SPOKE, STRANGER))
+    s = assess(permissions=both, reports=[], managed={SPOKE: checked(references=(INSTANCE,))})
+    assert s.state is ShareState.IN_USE and not s.request_report
+
+
+def test_the_report_entries_of_a_directly_checked_account_are_left_out() -> None:
+    r = report("available", NOW - timedelta(hours=1))
+    old_use = UsageEntry(r.report_id, "ami-0123456789abcdef0", SPOKE, "ec2:Instance", 2)  # before it stopped
+    both = LaunchPermissions(accounts=(SPOKE, STRANGER))
+    s = assess(permissions=both, reports=[r], entries={r.report_id: [old_use]}, managed={SPOKE: checked()})
+    assert s.state is ShareState.UNUSED
+    stranger_use = UsageEntry(r.report_id, "ami-0123456789abcdef0", STRANGER, "ec2:Instance", 1)
+    s = assess(
+        permissions=both, reports=[r], entries={r.report_id: [old_use, stranger_use]}, managed={SPOKE: checked()}
+    )
+    assert s.state is ShareState.IN_USE and STRANGER in s.detail and SPOKE not in s.detail
+
+
+def test_in_managed_accounts_mode_only_the_managed_consumers_decide() -> None:
+    both = LaunchPermissions(accounts=(SPOKE, STRANGER))
+    unused = assess(mode="managed-accounts", permissions=both, managed={SPOKE: checked()})
+    assert unused.state is ShareState.NOT_CHECKED and not unused.blocks and STRANGER in unused.detail
+    used = assess(mode="managed-accounts", permissions=both, managed={SPOKE: checked(references=(INSTANCE,))})
+    assert used.state is ShareState.IN_USE
+    lost = assess(mode="managed-accounts", permissions=both, managed={SPOKE: checked(error="AccessDenied")})
+    assert lost.state is ShareState.UNVERIFIED
+    assert assess(mode="off", managed={SPOKE: checked(references=(INSTANCE,))}) == NOT_SHARED
+
+
+def test_every_managed_consumer_is_named_and_the_owner_is_never_one() -> None:
+    accounts = LaunchPermissions(accounts=(SPOKE, OTHER_SPOKE))
+    s = assess(
+        permissions=accounts,
+        managed={SPOKE: checked(references=(INSTANCE,)), OTHER_SPOKE: checked(OTHER_SPOKE, error="AccessDenied")},
+    )
+    assert s.state is ShareState.IN_USE and SPOKE in s.detail
+    s = assess(permissions=accounts, managed={SPOKE: checked(), OTHER_SPOKE: checked(OTHER_SPOKE, error="denied")})
+    assert s.state is ShareState.UNVERIFIED and OTHER_SPOKE in s.detail and SPOKE not in s.detail
+    # A check given for the owner (or an account the image is not shared with) does not count.
+    mine = assess(permissions=LaunchPermissions(accounts=(SPOKE,)), reports=[], managed={ACCOUNT: checked(ACCOUNT)})
+    assert mine.request_report and mine.report_for == ()

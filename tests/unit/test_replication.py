@@ -153,6 +153,26 @@ def test_copy_request_round_trips_through_json() -> None:
     assert CopyRequest.from_json(request().to_json()) == request()
 
 
+def test_a_copy_request_names_its_account_and_without_one_is_the_hubs() -> None:
+    spoke = request(account="222222222222")
+    assert json.loads(spoke.to_json())["account"] == "222222222222"
+    assert CopyRequest.from_json(spoke.to_json()) == spoke
+    # The hub's: the body is the one queued before hub & spokes, and such bodies still parse.
+    assert "account" not in json.loads(request().to_json())
+    assert CopyRequest.from_json(request().to_json()).account == ""
+    # EC2 scopes a ClientToken to the account: the token needs no account.
+    assert spoke.client_token == request().client_token
+
+
+def test_plan_copies_puts_the_images_account_in_every_request(make_settings: Any) -> None:
+    settings = make_settings(replica_regions=("us-west-2", "eu-west-1"))
+    spoke = plan_copies(image(), settings, LIFECYCLE, account="222222222222")
+    assert [r.account for r in spoke.requests] == ["222222222222", "222222222222"]
+    assert [r.account for r in plan_copies(image(), settings, LIFECYCLE).requests] == ["", ""]
+    (west, _eu) = spoke.requests
+    assert west.tags[f"{P}:source-image"] == "ami-0123456789abcdef0" and west.tags[f"{P}:source-region"] == "us-east-1"
+
+
 def test_the_sample_sqs_event_carries_a_valid_copy_request(event: Any) -> None:
     (record,) = event("copy_request_sqs.json")["Records"]
     req = CopyRequest.from_json(record["body"])
@@ -189,6 +209,9 @@ def test_client_token_is_deterministic_short_and_distinct_per_copy() -> None:
         (json.dumps({**json.loads(request().to_json()), "tags": {"k": "v" * 257}}), "tags"),
         (json.dumps({**json.loads(request().to_json()), "encrypted": "yes"}), "encrypted"),
         (json.dumps({**json.loads(request().to_json()), "kms_key_id": KEY_ARN}), "encrypted is false"),
+        (json.dumps({**json.loads(request().to_json()), "account": "2222"}), "not a 12-digit AWS account id"),
+        (json.dumps({**json.loads(request().to_json()), "account": 222222222222}), "account is not a string"),
+        (json.dumps({**json.loads(request().to_json()), "account": "22222222222a"}), "12-digit"),
     ],
 )
 def test_malformed_copy_requests_are_refused_with_a_clear_message(body: str, message: str) -> None:

@@ -8,7 +8,9 @@
   are cached per execution environment and refreshed by botocore shortly before they expire, so a
   run assumes each account's role at most once. A role that cannot be assumed raises
   `AccountUnreachable` (the pair is reported failed, the others go on); the refusal is remembered
-  until the next `refresh()`, so the regions of that account do not ask again in the same run.
+  until the next `refresh()` (a new run) or for REFUSAL_TTL_S (a warm container handling events:
+  a role deployed since is found within minutes), so the regions of that account do not ask
+  again in the same run.
 - An account that is not managed is never given clients (`NotManaged`).
 """
 
@@ -32,6 +34,8 @@ from .errors import describe_error
 
 # How long the organization's account list is trusted between two runs' refreshes (events use it).
 ORGANIZATION_TTL_S = 300.0
+# How long a refused AssumeRole is remembered without a refresh().
+REFUSAL_TTL_S = 120.0
 # The assumed role's session (AssumeRole's default is one hour; botocore refreshes 15 min before).
 SESSION_SECONDS = 3600
 
@@ -73,7 +77,7 @@ class Accounts:
         self._clock = clock
         self._lock = threading.Lock()
         self._spokes: dict[str, Aws] = {}
-        self._refused: dict[str, AccountUnreachable] = {}
+        self._refused: dict[str, tuple[float, AccountUnreachable]] = {}
         self._organization: tuple[str, ...] | None = None
         self._organization_at = 0.0
         # AssumeRole calls made (the bench counts them: at most one per account per run).
@@ -121,12 +125,12 @@ class Accounts:
             if cached is not None:
                 return cached
             refused = self._refused.get(account)
-            if refused is not None:
-                raise refused
+            if refused is not None and self._clock() - refused[0] < REFUSAL_TTL_S:
+                raise refused[1]
             try:
                 clients = Aws(self._assumed_session(account))
             except AccountUnreachable as e:
-                self._refused[account] = e
+                self._refused[account] = (self._clock(), e)
                 raise
             self._spokes[account] = clients
             return clients

@@ -5,18 +5,16 @@ A malformed event is refused with BadEvent, whose message says what is wrong.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .ids import is_image_id
+from .ids import is_account_id, is_image_id
 from .tags import is_region_name
 
 SOURCE = "aws.ec2"
 DETAIL_TYPE = "EC2 AMI State Change"
 STATES = frozenset({"available", "failed", "deregistered", "disabled"})
-_ACCOUNT = re.compile(r"^[0-9]{12}\Z", re.ASCII)
 
 
 class BadEvent(ValueError):
@@ -55,7 +53,7 @@ def parse_ami_event(event: Any) -> AmiStateChange:
     if not isinstance(region, str) or not is_region_name(region):
         raise BadEvent(f"region {_show(region)} is not an AWS region")
     account = eb.get("account")
-    if not isinstance(account, str) or not _ACCOUNT.match(account):
+    if not isinstance(account, str) or not is_account_id(account):
         raise BadEvent(f"account {_show(account)} is not an AWS account id")
     return AmiStateChange(
         event_id=_text(eb.get("id"), 256),

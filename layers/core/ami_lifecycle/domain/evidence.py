@@ -11,16 +11,18 @@ The rule is fail-closed. An image is retired only when every source that could r
   (`SourceAnswer`). A source that failed, was throttled past its retries or was not permitted has
   not answered: every candidate of the region is then kept as ``unverified`` naming that source.
 - when the image is shared (launch permissions name an account, an OU, an organization, or it is
-  public), its consumers (`Sharing`): for now every consumer goes through an EC2 AMI usage report,
-  requested by one sweep and read by a later one (`assess_sharing`).
+  public), its consumers (`Sharing`, `assess_sharing`): a consumer that is a managed account is
+  checked at once in that account and the image's region, through its spoke role (its references,
+  as for the owner: `ConsumerCheck`); every other consumer goes through an EC2 AMI usage report,
+  requested by one sweep and read by a later one.
 
 "Could not check" is never "unused".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -134,6 +136,10 @@ class Sharing:
     detail: str = ""
     consumers: tuple[str, ...] = ()
     request_report: bool = False  # the executor should request a usage report for it
+    # With request_report: whom the report is for (empty: every consumer), and what else was found
+    # (the direct checks of managed consumers), kept in the verdict once the report is requested.
+    report_for: tuple[str, ...] = ()
+    also: tuple[str, ...] = ()
 
     @property
     def blocks(self) -> bool:
@@ -151,6 +157,11 @@ class LaunchPermissions:
     organizations: tuple[str, ...] = ()
     organizational_units: tuple[str, ...] = ()
     public: bool = False
+
+    def without(self, accounts: Iterable[str]) -> LaunchPermissions:
+        """These permissions less the given accounts (those checked another way)."""
+        gone = set(accounts)
+        return replace(self, accounts=tuple(a for a in self.accounts if a not in gone))
 
     def consumers(self, owner: str | None = None) -> tuple[str, ...]:
         named = [f"account {a}" for a in self.accounts if a != owner]
@@ -181,6 +192,39 @@ class UsageEntry:
 
     def __str__(self) -> str:
         return f"account {self.account_id}: {self.usage_count} {self.resource_type}"
+
+
+@dataclass(frozen=True)
+class ConsumerCheck:
+    """A consumer account that is a managed account, checked directly (PRODUCT.md section 8): its
+    references to the image in the image's region, read through its spoke role as the owner's are
+    read (every `Source` must answer). `error`: the account could not be reached at all (role
+    missing or untrusted, AssumeRole denied or throttled)."""
+
+    account: str
+    region: str
+    references: tuple[Reference, ...] = ()
+    unverified: tuple[str, ...] = ()  # the sources there that did not answer, one line each
+    error: str = ""
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self.references)
+
+    @property
+    def proven_unused(self) -> bool:
+        return not self.references and not self.unverified and not self.error
+
+    def describe(self) -> str:
+        where = f"managed account {self.account} ({self.region})"
+        if self.references:
+            refs = [str(r) for r in self.references]
+            return f"used in {where} by {_named(refs)}"
+        if self.error:
+            return f"{where} could not be checked: {self.error}"
+        if self.unverified:
+            return f"{where} not proven unused: no answer from {'; '.join(self.unverified)}"
+        return f"{where}: no reference"
 
 
 def can_be_shared(image: Image) -> bool:
@@ -224,12 +268,21 @@ def assess_sharing(
     entries: Mapping[str, Sequence[UsageEntry]] | None = None,
     entries_error: str = "",
     dry_run: bool = False,
+    managed: Mapping[str, ConsumerCheck] | None = None,
 ) -> Sharing:
     """Decide whether a shared image's consumers are proven not to use it (PRODUCT.md section 8).
 
-    `permissions` None means they could not be read (`permissions_error` says why). `reports` are
-    the image's usage reports (None: not read); `entries` the entries of the report chosen, by
-    report id. Returns the verdict, and whether a new usage report should be requested.
+    `permissions` None means they could not be read (`permissions_error` says why). `managed`: the
+    direct checks of the consumer accounts that are managed accounts, by account (those accounts
+    need no usage report, and a report's entries for them are not read: the direct check is the
+    newer word). The other consumers go through the usage reports: `reports` are the image's
+    (None: not read); `entries` the entries of the report chosen, by report id. With `mode`
+    "managed-accounts" only the managed consumers are checked. Returns the verdict, and whether a
+    new usage report should be requested.
+
+    Combined: any use (a managed account's reference, a report's entry) keeps the image as in use;
+    else any consumer that could not be checked keeps it as unverified; else it is unused (or, for
+    consumers deliberately not checked, not checked).
     """
     if mode == "off" or not can_be_shared(image):
         return NOT_SHARED
@@ -238,16 +291,79 @@ def assess_sharing(
     consumers = permissions.consumers(owner)
     if not consumers:
         return NOT_SHARED
+    checks = [managed[a] for a in dict.fromkeys(permissions.accounts) if managed and a != owner and a in managed]
+    others = permissions.without(c.account for c in checks).consumers(owner)
+    rest = (
+        _by_usage_report(
+            others,
+            expires_at,
+            now,
+            mode=mode,
+            reports=reports,
+            reports_error=reports_error,
+            entries=entries,
+            entries_error=entries_error,
+            dry_run=dry_run,
+            checked={c.account for c in checks},
+        )
+        if others
+        else None
+    )
+    if not checks:
+        assert rest is not None
+        return replace(rest, consumers=consumers)
+    in_use = [c.describe() for c in checks if c.in_use]
+    unverified = [c.describe() for c in checks if not c.in_use and not c.proven_unused]
+    unused = [c.describe() for c in checks if c.proven_unused]
+    if rest is not None and rest.state is ShareState.IN_USE:
+        in_use.append(rest.detail)
+    if in_use:
+        return Sharing(ShareState.IN_USE, "; ".join(in_use), consumers)
+    if rest is not None and rest.state is ShareState.UNVERIFIED:
+        unverified.append(rest.detail)
+    if unverified:
+        if rest is not None and rest.request_report:
+            return Sharing(
+                ShareState.UNVERIFIED,
+                "; ".join(unverified),
+                consumers,
+                request_report=True,
+                report_for=others,
+                also=tuple(unverified[:-1]),
+            )
+        return Sharing(ShareState.UNVERIFIED, "; ".join(unverified), consumers)
+    detail = "; ".join([*unused, *([rest.detail] if rest is not None else [])])
+    state = ShareState.NOT_CHECKED if rest is not None and rest.state is ShareState.NOT_CHECKED else ShareState.UNUSED
+    return Sharing(state, detail, consumers)
+
+
+def _by_usage_report(
+    consumers: Sequence[str],
+    expires_at: datetime,
+    now: datetime,
+    *,
+    mode: str,
+    reports: Sequence[UsageReport] | None,
+    reports_error: str,
+    entries: Mapping[str, Sequence[UsageEntry]] | None,
+    entries_error: str,
+    dry_run: bool,
+    checked: set[str],
+) -> Sharing:
+    """The verdict on `consumers` (the ones not checked directly) from the image's usage reports;
+    the entries of the accounts in `checked` are left out."""
     who = _named(consumers)
     if mode == "managed-accounts":
         return Sharing(
             ShareState.NOT_CHECKED,
             f"shared with {who}: not checked (SharedImageCheck=managed-accounts)",
-            consumers,
+            tuple(consumers),
         )
     if reports is None:
         return Sharing(
-            ShareState.UNVERIFIED, f"shared with {who}: usage reports could not be read ({reports_error})", consumers
+            ShareState.UNVERIFIED,
+            f"shared with {who}: usage reports could not be read ({reports_error})",
+            tuple(consumers),
         )
     done = usable_report(reports, expires_at, now, "available")
     if done is not None:
@@ -255,20 +371,20 @@ def assess_sharing(
             return Sharing(
                 ShareState.UNVERIFIED,
                 f"shared with {who}: usage report {done.report_id} could not be read ({entries_error or 'not read'})",
-                consumers,
+                tuple(consumers),
             )
-        used = [e for e in entries[done.report_id] if e.usage_count > 0]
+        used = [e for e in entries[done.report_id] if e.usage_count > 0 and e.account_id not in checked]
         if used:
             return Sharing(
                 ShareState.IN_USE,
                 f"used by {_named([str(e) for e in used])} (usage report {done.report_id} of "
                 f"{format_instant(done.created or now)})",
-                consumers,
+                tuple(consumers),
             )
         return Sharing(
             ShareState.UNUSED,
             f"shared with {who}: usage report {done.report_id} of {format_instant(done.created or now)} shows no use",
-            consumers,
+            tuple(consumers),
         )
     pending = usable_report(reports, expires_at, now, "pending")
     if pending is not None:
@@ -276,35 +392,29 @@ def assess_sharing(
             ShareState.UNVERIFIED,
             f"shared with {who}: usage report {pending.report_id} requested at "
             f"{format_instant(pending.created or now)} is pending; a later sweep reads it",
-            consumers,
+            tuple(consumers),
         )
     verb = "a real sweep would request" if dry_run else "requesting"
     return Sharing(
         ShareState.UNVERIFIED,
         f"shared with {who}: no usage report since it expired; {verb} one, read by a later sweep",
-        consumers,
+        tuple(consumers),
         request_report=not dry_run,
     )
 
 
 def report_requested(sharing: Sharing, report_id: str) -> Sharing:
     """The verdict once the usage report `assess_sharing` asked for was requested: still kept."""
-    return Sharing(
-        ShareState.UNVERIFIED,
-        f"shared with {_named(sharing.consumers)}: no usage report since it expired; requested {report_id}, "
-        "read by a later sweep",
-        sharing.consumers,
-    )
+    who = _named(sharing.report_for or sharing.consumers)
+    text = f"shared with {who}: no usage report since it expired; requested {report_id}, read by a later sweep"
+    return Sharing(ShareState.UNVERIFIED, "; ".join([*sharing.also, text]), sharing.consumers)
 
 
 def report_request_failed(sharing: Sharing, error: str) -> Sharing:
     """The verdict when requesting that usage report failed: kept, and why."""
-    return Sharing(
-        ShareState.UNVERIFIED,
-        f"shared with {_named(sharing.consumers)}: no usage report since it expired, and requesting one "
-        f"failed ({error})",
-        sharing.consumers,
-    )
+    who = _named(sharing.report_for or sharing.consumers)
+    text = f"shared with {who}: no usage report since it expired, and requesting one failed ({error})"
+    return Sharing(ShareState.UNVERIFIED, "; ".join([*sharing.also, text]), sharing.consumers)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from .ids import is_image_id
+from .ids import is_account_id, is_image_id
 from .model import Image
 from .settings import Settings
 from .tags import MAX_TAG_KEY, MAX_TAG_VALUE, TagError, TagKeys, is_region_name, parse_regions
@@ -30,6 +30,9 @@ class CopyRequest:
     tags: dict[str, str] = field(default_factory=dict)
     encrypted: bool = False
     kms_key_id: str | None = None
+    # The account of the source image, where the copy is made too (copies never leave their
+    # account): "" is the hub's own (requests queued before hub & spokes carry none).
+    account: str = ""
 
     @property
     def client_token(self) -> str:
@@ -48,7 +51,10 @@ class CopyRequest:
         return f"ami-lifecycle-{digest.hexdigest()[:50]}"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if not self.account:
+            del data["account"]  # the hub's: the body is the one it always was
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, body: str) -> CopyRequest:
@@ -68,7 +74,7 @@ class CopyRequest:
         missing = {"source_image_id", "source_region", "target_region", "name"} - set(data)
         if missing:
             raise ValueError(f"copy request lacks keys: {', '.join(sorted(missing))}")
-        for key in ("source_image_id", "source_region", "target_region", "name", "description"):
+        for key in ("source_image_id", "source_region", "target_region", "name", "description", "account"):
             if key in data and not isinstance(data[key], str):
                 raise ValueError(f"copy request: {key} is not a string")
         if not is_image_id(data["source_image_id"]):
@@ -76,6 +82,9 @@ class CopyRequest:
         for key in ("source_region", "target_region"):
             if not is_region_name(data[key]):
                 raise ValueError(f"copy request: {key} {data[key][:40]!r} is not an AWS region")
+        account = data.get("account", "")
+        if account and not is_account_id(account):
+            raise ValueError(f"copy request: account {account[:40]!r} is not a 12-digit AWS account id")
         if not data["name"].strip():
             raise ValueError("copy request: name is empty")
         tags = data.get("tags", {})
@@ -183,7 +192,11 @@ def plan_copies(
     settings: Settings,
     lifecycle_tags: dict[str, str],
     known_regions: frozenset[str] | None = None,
+    *,
+    account: str = "",
 ) -> CopyPlan:
+    """The copies `image` lacks, as requests made in its own `account` ("" = the hub's): a copy
+    never leaves the account of its source."""
     keys = settings.keys
     if is_copy(image, keys):
         return CopyPlan(skipped=("the image is a copy made by ami-lifecycle: copies are not replicated",))
@@ -218,6 +231,7 @@ def plan_copies(
                 # An encrypted source can only be copied encrypted; a key for the region encrypts any copy.
                 encrypted=image.encrypted or kms is not None,
                 kms_key_id=kms,
+                account=account,
             )
         )
     return CopyPlan(requests=tuple(requests), skipped=tuple(skipped))

@@ -1,5 +1,7 @@
 """Evidence of non-use, read from AWS (the rule is in domain/evidence.py): which sources reference
-the candidates (`gather_evidence`) and whether shared candidates are used elsewhere (`check_sharing`).
+the candidates (`gather_evidence`) and whether shared candidates are used elsewhere (`check_sharing`:
+in the consumer accounts that are managed accounts, their references, read at once through the
+spoke role with `gather_evidence`; elsewhere, the AMI usage reports).
 
 Reads only, with one exception: a shared candidate without a usable AMI usage report gets one
 requested (CreateImageUsageReport, never in a dry run), as an executed `REQUEST_USAGE_REPORT` action.
@@ -15,6 +17,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from ..aws.accounts import AccountUnreachable, NotManaged
 from ..aws.ec2 import REFERENCES_BATCH, RegionGateways
 from ..aws.errors import describe_error as _describe_error
 from ..aws.regions import service_regions
@@ -22,6 +25,7 @@ from ..domain.actions import Action, Kind, Status
 from ..domain.evidence import (
     IMAGE_REFERENCES_SOURCES,
     NOT_SHARED,
+    ConsumerCheck,
     Evidence,
     LaunchPermissions,
     Sharing,
@@ -39,7 +43,8 @@ from ..domain.model import Image, Reference
 from ..domain.report import RegionReport
 from ..domain.retention import Decision
 from ..domain.settings import Settings
-from ..runtime.observability import logger
+from ..runtime import Deps
+from ..runtime.observability import count, logger
 from .executor import Executor
 
 InUseWay = Literal["auto", "image-references", "resource-listing"]
@@ -186,12 +191,20 @@ def check_sharing(
     *,
     dry_run: bool,
     account_id: str | None,
+    deps: Deps | None = None,
 ) -> dict[str, Sharing]:
     """The shared-image check of the candidates (PRODUCT.md section 8): their launch permissions
-    (DescribeImageAttribute, one call per candidate that can be shared), then, for the shared ones,
-    their usage reports (DescribeImageUsageReports, 200 images per call), the entries of the
-    reports that can decide (DescribeImageUsageReportEntries), and a new report where none can
-    (CreateImageUsageReport; never in a dry run). Whatever cannot be read keeps the image."""
+    (DescribeImageAttribute, one call per candidate that can be shared), then, for the shared ones:
+
+    - each consumer account that is a managed account (`deps.accounts`; none without `deps`) is
+      checked at once, in the image's region, through its spoke role (`check_managed_consumer`:
+      the owner's in-use check, for every candidate shared with that account at once);
+    - the other consumers (accounts, OUs, organizations, the public; none with SharedImageCheck =
+      managed-accounts) through their usage reports (DescribeImageUsageReports, 200 images per
+      call), the entries of the reports that can decide (DescribeImageUsageReportEntries), and a
+      new report where none can (CreateImageUsageReport; never in a dry run).
+
+    Whatever cannot be read keeps the image."""
     ec2 = executor.ec2
     mode = settings.shared_image_check
     verdicts: dict[str, Sharing] = {}
@@ -215,9 +228,18 @@ def check_sharing(
         for image in shareable
         if permissions[image.image_id] is None or permissions[image.image_id].consumers(account_id)  # type: ignore[union-attr]
     ]
+    managed, managed_error = (
+        _check_managed_consumers(deps, shared, permissions, account_id, ec2.region, out) if deps else ({}, "")
+    )
+
+    def others(image: Image) -> tuple[str, ...]:
+        """The consumers of `image` left to the usage reports."""
+        p = permissions[image.image_id]
+        return () if p is None else p.without(managed.get(image.image_id, {})).consumers(account_id)
+
     reports: list[UsageReport] | None = []
     reports_error = ""
-    needs_reports = [i for i in shared if permissions[i.image_id] is not None] if mode == "strict" else []
+    needs_reports = [i for i in shared if others(i)] if mode == "strict" else []
     if needs_reports:
         try:
             reports = ec2.usage_reports([i.image_id for i in needs_reports])
@@ -257,6 +279,7 @@ def check_sharing(
             entries=entries,
             entries_error=entries_error,
             dry_run=dry_run,
+            managed=managed.get(image_id),
         )
         if verdict.request_report:
             token = f"ami-lifecycle-{image_id}-{now:%Y%m%d}"
@@ -277,10 +300,83 @@ def check_sharing(
         "shared": len(shared),
         "usage_reports_requested": requested,
     }
-    if errors or reports_error or entries_error:
+    if errors or reports_error or entries_error or managed_error:
         out.notes["shared_check"]["errors"] = {
             **({"launch_permissions": errors} if errors else {}),
+            **({"managed_accounts": managed_error} if managed_error else {}),
             **({"usage_reports": reports_error} if reports_error else {}),
             **({"usage_report_entries": entries_error} if entries_error else {}),
         }
     return verdicts
+
+
+# ---------------------------------------------------------------- managed consumers
+
+
+def _check_managed_consumers(
+    deps: Deps,
+    shared: Sequence[Image],
+    permissions: Mapping[str, LaunchPermissions | None],
+    owner: str | None,
+    region: str,
+    out: RegionReport,
+) -> tuple[dict[str, dict[str, ConsumerCheck]], str]:
+    """{image id: {managed consumer account: its check}}: every shared candidate whose launch
+    permissions name a managed account other than its owner, checked in that account; and the
+    error when the managed accounts could not be listed (then every consumer is left to the usage
+    reports)."""
+    try:
+        managed = set(deps.accounts.managed())
+    except (ClientError, BotoCoreError) as e:
+        error = _describe_error(e)
+        logger.warning("managed accounts not listed: shared images checked by usage reports", error=error)
+        return {}, error
+    by_account: dict[str, list[str]] = defaultdict(list)
+    for image in shared:
+        p = permissions[image.image_id]
+        for account in dict.fromkeys(p.accounts if p else ()):
+            if account != owner and account in managed:
+                by_account[account].append(image.image_id)
+    checks: dict[str, dict[str, ConsumerCheck]] = defaultdict(dict)
+    notes: dict[str, Any] = {}
+    for account, image_ids in by_account.items():
+        found, notes[account] = check_managed_consumer(deps, account, region, image_ids)
+        for image_id, check in found.items():
+            checks[image_id][account] = check
+    if notes:
+        out.notes["managed_consumers"] = notes
+    return dict(checks), ""
+
+
+def check_managed_consumer(
+    deps: Deps, account: str, region: str, image_ids: Sequence[str]
+) -> tuple[dict[str, ConsumerCheck], dict[str, Any]]:
+    """The references in `account` (a managed account, not the images' owner), in `region`, to
+    these images (shared with it): the in-use check of `gather_evidence` through the account's
+    clients (its spoke role). A role that cannot be assumed, or a check that fails, leaves every
+    image unverified there, naming the account and why. Returns the checks and a note."""
+    ids = list(dict.fromkeys(image_ids))
+
+    def failed(error: str) -> tuple[dict[str, ConsumerCheck], dict[str, Any]]:
+        logger.warning("managed consumer not checked: shared images kept", account=account, region=region, error=error)
+        return {i: ConsumerCheck(account, region, error=error) for i in ids}, {"images": len(ids), "error": error}
+
+    try:
+        there = deps.in_account(account)
+    except AccountUnreachable as e:
+        count("AccountsUnreachable")
+        return failed(f"cannot assume {e.role_arn}: {e.reason}")
+    except NotManaged as e:
+        return failed(str(e))
+    try:
+        evidence, note = gather_evidence(RegionGateways.of(there.aws, region), ids)
+    except (ClientError, BotoCoreError) as e:
+        return failed(_describe_error(e))
+    unverified = evidence.unverified()
+    checks = {i: ConsumerCheck(account, region, tuple(evidence.references.get(i, ())), unverified) for i in ids}
+    in_use = sorted(i for i, c in checks.items() if c.in_use)
+    logger.info("managed consumer checked", account=account, region=region, images=len(ids), in_use=len(in_use))
+    summary: dict[str, Any] = {"images": len(ids), "in_use": in_use, "way": note.get("way")}
+    if "unverified_sources" in note:
+        summary["unverified_sources"] = note["unverified_sources"]
+    return checks, summary

@@ -237,7 +237,7 @@ class RegionWork:
                 self.note(entry, f"not copied: expired at {format_instant(expiry.at)}")
                 return []
         lifecycle = {k: v for k, v in image.tags.items() if keys.is_lifecycle_key(k)}
-        plan = plan_copies(image, settings, lifecycle, self.deps.known_regions)
+        plan = plan_copies(image, settings, lifecycle, self.deps.known_regions, account=self.deps.account_id or "")
         if plan.error:
             entry.errors.append(plan.error)
             self.out.totals.errors += 1
@@ -298,6 +298,7 @@ class RegionWork:
                 self.out,
                 dry_run=self.dry_run,
                 account_id=account,
+                deps=self.deps,
             )
             for image_id in candidates:
                 usage = usage_of(image_id, evidence, sharing[image_id])

@@ -1,7 +1,10 @@
 """Replication, copy side: what ReplicatorFunction does with each copy request from the queue, and
 what ImageEventsFunction does when one of our copies fails.
 
-Per request (one SQS message, a `CopyRequest`), in the destination region:
+Per request (one SQS message, a `CopyRequest`), in the destination region of the request's
+account (`CopyRequest.account`, "" = the hub's): a copy never leaves the account of its source
+(PRODUCT.md section 7). The replicator acts there through `Deps.in_account` (the spoke role's
+clients; the hub's own for the hub account); the queue is always the hub's.
 
 1. existence: a copy of ours (`tag:P:source-image` = the source) that is available, pending or
    disabled means the work is done: it is recorded on the source and the message is deleted;
@@ -27,6 +30,11 @@ Outcomes and what happens to the message:
   the dead-letter queue after the queue's maxReceiveCount;
 - refused (the target is not an AWS region): recorded on the source as a failure, and the message
   is deleted: no retry can succeed;
+- refused (the request's account is not managed by this stack): nothing is done in it (nothing
+  may be), the refusal is logged and counted, and the message is deleted;
+- unreachable (the spoke role of the request's managed account cannot be assumed): counted
+  (`AccountsUnreachable`) and returned to the queue with the back-off, like a deferral: the role
+  may be deployed in the meantime, else the dead-letter queue keeps the request;
 - a malformed body can never succeed: it is logged, made visible again at once and reaches the
   dead-letter queue after maxReceiveCount receives;
 - any other error is logged and re-raised: the message comes back after the queue's visibility
@@ -44,6 +52,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..aws.accounts import AccountUnreachable, NotManaged
+from ..aws.clients import Aws
 from ..aws.ec2 import Ec2
 from ..aws.errors import COPY_LIMIT_CODES, error_code, is_throttle
 from ..aws.errors import describe_error as _describe_error
@@ -158,10 +168,11 @@ class CopyStatus(StrEnum):
     UNCONFIRMED = "unconfirmed"
     FAILED = "failed"
     REFUSED = "refused"
+    UNREACHABLE = "unreachable"
 
 
 # The message returns to the queue (back-off) for these.
-RETRY_LATER = frozenset({CopyStatus.DEFERRED, CopyStatus.UNCONFIRMED})
+RETRY_LATER = frozenset({CopyStatus.DEFERRED, CopyStatus.UNCONFIRMED, CopyStatus.UNREACHABLE})
 
 
 @dataclass
@@ -174,6 +185,7 @@ class CopyOutcome:
     source_region: str
     target_region: str
     copy_image_id: str | None = None
+    account: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: str(v) if k == "status" else v for k, v in self.__dict__.items() if v is not None}
@@ -184,18 +196,27 @@ class CopyOutcome:
 
 class Replicator:
     """Carries out copy requests. One instance per invocation (batch): it remembers, for that
-    batch, how many copies are in flight per region and what it recorded on each source, so that
-    ten requests for one region cost one DescribeImages for the count, and so that tags it just
-    wrote are not lost to an eventually consistent read of the source."""
+    batch, how many copies are in flight per (account, region) and what it recorded on each
+    source, so that ten requests for one region cost one DescribeImages for the count, and so that
+    tags it just wrote are not lost to an eventually consistent read of the source."""
 
     def __init__(self, deps: Deps, rand: Callable[[], float] = random.random) -> None:
         self.deps = deps
         self.settings = deps.settings
-        self.aws = deps.aws
+        # The hub's clients: the copy queue is the hub's (EC2 is reached per account, `_aws_of`).
+        self.aws = deps.accounts.hub_aws
         self.now: Callable[[], datetime] = deps.clock
         self.rand = rand
-        self._in_flight: dict[str, int] = {}
-        self._recorded: dict[tuple[str, str], dict[str, str]] = {}
+        self._in_flight: dict[tuple[str, str], int] = {}
+        self._recorded: dict[tuple[str, str, str], dict[str, str]] = {}
+
+    def account_of(self, request: CopyRequest) -> str:
+        """The account the request acts in ("" in a request: the hub's)."""
+        return request.account or self.deps.accounts.hub
+
+    def _aws_of(self, request: CopyRequest) -> Aws:
+        """The clients of the request's account. Raises NotManaged or AccountUnreachable."""
+        return self.deps.in_account(self.account_of(request)).aws
 
     # -------------------------------------------------------------- one request
 
@@ -203,12 +224,30 @@ class Replicator:
         """Carry out one request. Never raises for an expected outcome (see the module docstring);
         unexpected errors (an unknown CopyImage error, DescribeImages failing, ...) propagate."""
 
+        account = self.account_of(request)
+
         def outcome(status: CopyStatus, reason: str, copy_id: str | None = None) -> CopyOutcome:
             return CopyOutcome(
-                status, reason, request.source_image_id, request.source_region, request.target_region, copy_id
+                status, reason, request.source_image_id, request.source_region, request.target_region, copy_id, account
             )
 
         target = request.target_region
+        try:
+            if not self.deps.accounts.is_managed(account):
+                raise NotManaged(f"account {account} is not managed by this stack")
+            aws = self._aws_of(request)
+        except NotManaged as e:
+            # It can never succeed, and nothing may be done in that account (not even recording
+            # the refusal on the source): logged, counted, and the message is deleted.
+            reason = f"{e}: no copy made"
+            logger.warning("copy refused: account not managed", account=account, reason=reason)
+            count("CopiesRefused")
+            return outcome(CopyStatus.REFUSED, reason)
+        except AccountUnreachable as e:
+            reason = f"cannot act in account {account}: {e.reason}"
+            logger.error("copy not made: the account's role cannot be assumed", role_arn=e.role_arn, reason=reason)
+            count("AccountsUnreachable")
+            return outcome(CopyStatus.UNREACHABLE, reason)
         if target == request.source_region:
             logger.info("copy skipped: the image's own region")
             count("CopiesSkipped")
@@ -219,7 +258,7 @@ class Replicator:
             refused = self._failed(request, f"{target} is not an AWS region: no copy made")
             count("CopiesRefused")
             return replace(refused, status=CopyStatus.REFUSED)
-        dst = Ec2(self.aws.ec2(target), target)
+        dst = Ec2(aws.ec2(target), target)
 
         # 1. Existence: is there a copy of this source in the target region already?
         existing = self._existing_copies(dst, request)
@@ -236,7 +275,7 @@ class Replicator:
             return self._failed(request, f"copy {failed.image_id} failed: {reason}", failed.image_id)
 
         # 2. Concurrency: how many copies of ours are in flight in the target region?
-        in_flight = self._count_in_flight(dst)
+        in_flight = self._count_in_flight(dst, account)
         limit = self.settings.max_copies_in_flight
         if in_flight >= limit:
             reason = f"{in_flight} copies in flight in {target} (limit {limit})"
@@ -259,7 +298,8 @@ class Replicator:
         except ClientError as e:
             code = error_code(e)
             if code in COPY_LIMIT_CODES or is_throttle(e):
-                self._in_flight[target] = max(self._in_flight.get(target, 0), limit)  # no more this batch
+                # No more copies into this (account, region) in this batch.
+                self._in_flight[(account, target)] = max(self._in_flight.get((account, target), 0), limit)
                 reason = f"CopyImage in {target}: {describe_error(e)}"
                 logger.info("copy deferred", reason=reason, error_code=code)
                 count("CopiesDeferred")
@@ -271,7 +311,7 @@ class Replicator:
             if is_permanent(e):
                 return self._failed(request, describe_error(e))
             raise
-        self._in_flight[target] = in_flight + 1
+        self._in_flight[(account, target)] = in_flight + 1
 
         count("CopiesStarted")
         logger.info(
@@ -312,7 +352,13 @@ class Replicator:
         else:  # a redelivery of a failure already recorded (and counted)
             logger.warning("copy still failed", reason=reason, copy_image_id=copy_id)
         return CopyOutcome(
-            CopyStatus.FAILED, reason, request.source_image_id, request.source_region, request.target_region, copy_id
+            CopyStatus.FAILED,
+            reason,
+            request.source_image_id,
+            request.source_region,
+            request.target_region,
+            copy_id,
+            self.account_of(request),
         )
 
     # -------------------------------------------------------------- EC2 reads
@@ -326,8 +372,10 @@ class Replicator:
         ]
         return dst.images_with_reasons(filters=filters)
 
-    def _count_in_flight(self, dst: Ec2) -> int:
-        if dst.region not in self._in_flight:
+    def _count_in_flight(self, dst: Ec2, account: str) -> int:
+        """Copies of ours pending in `dst`'s region of `account` (counted up to the limit, once a batch)."""
+        key = (account, dst.region)
+        if key not in self._in_flight:
             limit = self.settings.max_copies_in_flight
             n = 0
             for _ in dst.iter_images(
@@ -339,8 +387,8 @@ class Replicator:
                 n += 1
                 if n >= limit:
                     break
-            self._in_flight[dst.region] = n
-        return self._in_flight[dst.region]
+            self._in_flight[key] = n
+        return self._in_flight[key]
 
     def _copy_state(self, dst: Ec2, copy_id: str) -> tuple[str, str]:
         """The new copy's state and StateReason; `unknown` while EC2 does not list it."""
@@ -358,8 +406,8 @@ class Replicator:
         """Merge `updates` into the source's `P:copies` (and set `P:error`), on the source image
         and its snapshots, in one CreateTags call; nothing when the tags already say so.
         Returns True when `updates` changed the record."""
-        key = (request.source_region, request.source_image_id)
-        src = Ec2(self.aws.ec2(request.source_region), request.source_region)
+        key = (self.account_of(request), request.source_region, request.source_image_id)
+        src = Ec2(self._aws_of(request).ec2(request.source_region), request.source_region)
         image = src.describe_image(request.source_image_id)
         if image is None:
             logger.info("source image no longer exists: copy not recorded on it")
@@ -410,6 +458,7 @@ class Replicator:
 
         context = {
             "message_id": record.message_id,
+            "account": self.account_of(request),
             "receive_count": receive_count,
             "source_image_id": request.source_image_id,
             "source_region": request.source_region,
