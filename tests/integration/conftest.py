@@ -30,7 +30,8 @@ def ec2(moto_aws: LocalAws) -> Any:
 
 @pytest.fixture(scope="session")
 def managed(ec2_backend: Callable[..., Any]) -> Callable[..., str]:
-    """`managed(ec2, name, now, expired=True, family=None, keep_latest="0", age_days=100, tags=None)`: a
+    """`managed(ec2, name, now, expired=True, family=None, keep_latest="0", age_days=100, tags=None,
+    account=ACCOUNT_ID)` (`account`: the one `ec2` acts in): a
     managed image, tagged as the tool tags one (image and snapshots), `age_days` old; a tag given as
     None is left out."""
 
@@ -44,6 +45,7 @@ def managed(ec2_backend: Callable[..., Any]) -> Callable[..., str]:
         keep_latest: str | None = "0",
         age_days: int = 100,
         tags: dict[str, str | None] | None = None,
+        account: str = ACCOUNT_ID,
     ) -> str:
         lifecycle: dict[str, str | None] = {
             f"{P}:managed": "true",
@@ -54,9 +56,9 @@ def managed(ec2_backend: Callable[..., Any]) -> Callable[..., str]:
         }
         lifecycle.update(tags or {})
         final = {k: v for k, v in lifecycle.items() if v is not None}
-        image_id = create_image(ec2, name, tags=final, created=now - timedelta(days=age_days))
+        image_id = create_image(ec2, name, tags=final, created=now - timedelta(days=age_days), account_id=account)
         # Straight into moto's backend (one API call less per image: the fleet is rebuilt for every test).
-        backend = ec2_backend(ec2.meta.region_name)
+        backend = ec2_backend(ec2.meta.region_name, account)
         snapshot = backend.amis[image_id].ebs_snapshot.id
         backend.create_tags([snapshot], {k: v for k, v in final.items() if k.startswith(P)})
         return image_id
