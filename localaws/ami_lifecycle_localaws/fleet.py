@@ -37,14 +37,16 @@ def create_image(
     tags: Mapping[str, str] | None = None,
     created: datetime | None = None,
     description: str = "",
+    account_id: str = DEFAULT_ACCOUNT,
 ) -> str:
-    """Register an image (moto gives it one snapshot), tag it, and optionally backdate it."""
+    """Register an image (moto gives it one snapshot), tag it, and optionally backdate it (`account_id`:
+    the account `ec2` acts in)."""
     resp = ec2.register_image(Name=name, Description=description or f"{name} image", RootDeviceName="/dev/xvda")
     image_id = str(resp["ImageId"])
     if tags:
         ec2.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
     if created is not None:
-        backdate(ec2.meta.region_name, image_id, created)
+        backdate(ec2.meta.region_name, image_id, created, account_id)
     return image_id
 
 
