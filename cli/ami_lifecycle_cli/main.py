@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from . import restore as restore_command
 from .render import quiet_functions, render_report
 
 EXIT_OK = 0
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the whole flow on an embedded local AWS (a moto server on 127.0.0.1): seed a fleet, tag, copy, "
         "backfill, sweep; print what happened. Needs `pip install -e .[local]`.",
     )
+    restore_command.add_parser(sub)  # cli/ami_lifecycle_cli/restore.py
     return parser
 
 
@@ -520,6 +522,8 @@ def main(
     try:
         if args.command == "demo":
             return cmd_demo(args, out)
+        if args.command == "restore":
+            return restore_command.run(args, stdout, stderr)
         return _run(args, out, stdin)
     except CliError as e:
         print(f"ami-lifecycle: {e}", file=stderr)

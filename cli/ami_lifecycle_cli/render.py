@@ -125,6 +125,20 @@ def snapshot_gib_freed(report: Mapping[str, Any]) -> float:
     return int(total) if total.is_integer() else round(total, 2)
 
 
+def snapshot_usd_freed(report: Mapping[str, Any]) -> float:
+    """`notes.snapshot_usd_per_month_freed` summed over the pairs (the region's snapshot price)."""
+    notes = ((r.get("notes") or {}) for _, _, r in pairs_of(report))
+    return round(sum(float(n.get("snapshot_usd_per_month_freed", 0) or 0) for n in notes), 2)
+
+
+def freed_cell(e: Mapping[str, Any]) -> str:
+    gib = e.get("snapshot_gib_freed")
+    if gib is None:
+        return ""
+    usd = float(e.get("snapshot_usd_per_month_freed") or 0)
+    return f"{gib:g} GiB ${usd:.2f}/mo"
+
+
 def render_report(report: Mapping[str, Any], now: datetime, title: str) -> str:
     """The human-readable report: a table per (account, region) and the totals."""
     lines = [title, ""]
@@ -149,10 +163,14 @@ def render_report(report: Mapping[str, Any], now: datetime, title: str) -> str:
                         e.get("outcome") or e.get("decision", ""),
                         e.get("reason", ""),
                         actions_summary(e),
+                        freed_cell(e),
                         detail,
                     ]
                 )
-            block = table(rows, ["IMAGE", "NAME", "AGE", "OUTCOME", "REASON", "ACTIONS", "DETAIL"], 60)
+            headers = ["IMAGE", "NAME", "AGE", "OUTCOME", "REASON", "ACTIONS", "FREED", "DETAIL"]
+            if not any(row[6] for row in rows):
+                headers, rows = headers[:6] + headers[7:], [row[:6] + row[7:] for row in rows]
+            block = table(rows, headers, 60)
             lines += ["  " + line for line in block.splitlines()]
         for s in r.get("snapshots", []):
             lines.append(f"  snapshot {s.get('snapshot_id')}: {s.get('outcome')} {s.get('error', '')}".rstrip())
@@ -165,19 +183,28 @@ def render_totals(report: Mapping[str, Any]) -> str:
     t = report.get("totals", {})
     dry = report.get("dry_run", False)
     gib = snapshot_gib_freed(report)
+    usd = snapshot_usd_freed(report)
     kept = t.get("kept", {})
     kept_text = ", ".join(f"{reason} {n}" for reason, n in sorted(kept.items(), key=lambda kv: -kv[1]))
     retired = t.get("retired", 0)
     parts = [
         f"{t.get('considered', 0)} images considered",
         f"{'would retire' if dry else 'retired'} {retired}"
-        + (f" ({t.get('snapshots_deleted', 0)} snapshots, {gib} GiB {'would be ' if dry else ''}freed)"),
+        + (
+            f" ({t.get('snapshots_deleted', 0)} snapshots, {gib} GiB {'would be ' if dry else ''}freed"
+            + (f", about ${usd:.2f} a month" if usd else "")
+            + ")"
+        ),
         f"kept {sum(kept.values())}" + (f" ({kept_text})" if kept_text else ""),
     ]
     if t.get("tagged"):
         parts.append(f"{'would tag' if dry else 'tagged'} {t['tagged']}")
     if t.get("copies_requested"):
         parts.append(f"{'would request' if dry else 'requested'} {t['copies_requested']} copies")
+    if t.get("disabled"):
+        parts.append(f"{'would disable' if dry else 'disabled'} {t['disabled']} first (grace period)")
+    if t.get("enabled"):
+        parts.append(f"{'would re-enable' if dry else 're-enabled'} {t['enabled']}")
     if t.get("deprecations_set"):
         parts.append(f"{'would set' if dry else 'set'} {t['deprecations_set']} deprecation times")
     parts.append(f"{t.get('errors', 0)} errors")

@@ -47,6 +47,8 @@ IAM_ACTION = {
     "GetParameters": "ssm:GetParameters",
     "ListImageRecipes": "imagebuilder:ListImageRecipes",
     "ListContainerRecipes": "imagebuilder:ListContainerRecipes",
+    "ListRules": "rbin:ListRules",  # the Recycle Bin's rules (motoext serves rbin)
+    "GetRule": "rbin:GetRule",
     "DescribeLaunchConfigurations": "autoscaling:DescribeLaunchConfigurations",
     "SendMessage": "sqs:SendMessage",
     "SendMessageBatch": "sqs:SendMessage",

@@ -101,9 +101,9 @@ def test_an_image_whose_event_was_missed_is_adopted_by_the_sweep_copied_and_reti
     assert entry(again, missed)["outcome"] == "retired", entry(again, missed)
     assert missed not in registered(aws) and newer in registered(aws)
     assert entry(again, newer)["reason"] == "not-expired"
-    # ...and the report says what that freed (moto reports no FullSnapshotSizeInBytes: VolumeSize)
+    # ...and the report says what that freed (motoext reports FullSnapshotSizeInBytes, as EC2 does)
     notes = regions(again)[EAST]["notes"]
-    assert notes["snapshot_gib_freed"] > 0 and notes["snapshot_size_basis"] == "VolumeSize"
+    assert notes["snapshot_gib_freed"] > 0 and notes["snapshot_size_basis"] == "FullSnapshotSizeInBytes"
     assert again.totals.tagged == 0
 
 

@@ -67,6 +67,9 @@ class ImageEntry:
     expires_at: str | None = None
     references: list[str] = field(default_factory=list)
     snapshots: list[dict[str, str]] = field(default_factory=list)
+    # What retiring it frees (domain/cost.py; the region's notes say on which basis).
+    snapshot_gib_freed: float | None = None
+    snapshot_usd_per_month_freed: float | None = None
     # A retired image a Recycle Bin rule keeps (with its snapshots): restorable until then.
     restorable_until: str | None = None
     actions: list[str] = field(default_factory=list)  # e.g. "deprecation set to ...", "tagged", "copy requested"

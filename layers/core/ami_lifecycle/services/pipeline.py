@@ -441,7 +441,11 @@ class RegionWork:
             e.outcomes.append(outcome.to_dict())
             self.out.totals.retired += 1
             self.out.totals.snapshots_deleted += outcome.snapshots_deleted
-            self.freed.update(s.snapshot_id for s in outcome.snapshots if s.code in DELETED_CODES)
+            deleted = [s.snapshot_id for s in outcome.snapshots if s.code in DELETED_CODES]
+            self.freed.update(deleted)
+            if deleted:
+                size = freed_size(deleted, self.inventory.snapshots, region=self.out.region)
+                e.snapshot_gib_freed, e.snapshot_usd_per_month_freed = size.gib, size.usd_per_month
             for s in outcome.snapshot_errors:
                 e.errors.append(f"snapshot {s.snapshot_id} not deleted: {s.code}")
                 self.out.totals.errors += 1
@@ -525,7 +529,7 @@ class RegionWork:
 
     def note_freed(self) -> None:
         """The region's `notes.snapshot_gib_freed` and `snapshot_size_basis` (domain/cost.py)."""
-        self.out.notes.update(freed_size(self.freed, self.inventory.snapshots).to_notes())
+        self.out.notes.update(freed_size(self.freed, self.inventory.snapshots, region=self.out.region).to_notes())
 
 
 def _managed_snapshot(snapshot: Mapping[str, Any], key: str) -> bool:

@@ -304,9 +304,9 @@ def handle(event: Any, deps: Deps) -> dict[str, Any]:
         # The same sweep has run MAX_CHAIN times: give up on what is left (the next run does it).
         left = report.cursor["pairs"]
         for account, region in left:
-            out = report.region(region, account)
-            if out.status != "failed":
-                out.fail(f"not finished after {MAX_CHAIN} invocations: left for the next sweep")
+            pair = report.region(region, account)
+            if pair.status != "failed":
+                pair.fail(f"not finished after {MAX_CHAIN} invocations: left for the next sweep")
         logger.error("sweep gave up: pairs left for the next scheduled sweep", pairs=left, max_chain=MAX_CHAIN)
         report.cursor = None
     logger.info("sweep report", report=report.summary())
@@ -319,7 +319,8 @@ def handle(event: Any, deps: Deps) -> dict[str, Any]:
 
 
 def emit_metrics(report: Report) -> None:
-    """ImagesRetired, ImagesKept (total, and per reason with a Reason dimension), SnapshotsDeleted,
+    """ImagesRetired, ImagesDisabled, ImagesReEnabled, SnapshotGiBFreed, SnapshotUsdPerMonthFreed,
+    ImagesKept (total, and per reason with a Reason dimension), SnapshotsDeleted,
     SweepErrors, SweepRegionsFailed (failed pairs), DeprecationsSet, and SweepCompleted (1 when
     the invocation finished its pairs: no cursor). Dry runs count ImagesRetirable instead of
     ImagesRetired and SnapshotsDeleted."""
@@ -330,6 +331,14 @@ def emit_metrics(report: Report) -> None:
         count("ImagesRetired", totals.retired)
         count("SnapshotsDeleted", totals.snapshots_deleted)
         count("DeprecationsSet", totals.deprecations_set)
+        count("ImagesDisabled", totals.disabled)
+        count("ImagesReEnabled", totals.enabled)
+        notes = [r.notes for r in report.regions]
+        gib = round(sum(float(n.get("snapshot_gib_freed", 0) or 0) for n in notes), 2)
+        if gib:
+            metrics.add_metric(name="SnapshotGiBFreed", unit=MetricUnit.Gigabytes, value=gib)
+        usd = sum(float(n.get("snapshot_usd_per_month_freed", 0) or 0) for n in notes)
+        count("SnapshotUsdPerMonthFreed", round(usd, 4))
     count("ImagesKept", sum(totals.kept.values()))
     count("SweepErrors", totals.errors)
     count("SweepRegionsFailed", sum(1 for r in report.regions if r.status == "failed"))
