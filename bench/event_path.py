@@ -19,13 +19,14 @@ from typing import Any
 
 import local
 import seed
+from ami_lifecycle_localaws.stack import ROUTING_ACTIONS as _ROUTING
 from harness import HOME, MET, ROOT, Run, Section, calls_text, check_max, fmt_n, fmt_s, median, stdout_to_devnull
 
 KEY = "event_path"
 TITLE = "Event path: ImageEventsFunction per available event"
 FUNCTION = "ImageEventsFunction"
 REPLICAS = ("us-west-2", "eu-west-1")
-ROUTING_ACTIONS = frozenset({"TestEventPattern"})  # the local runner's routing, not the product's calls
+ROUTING_ACTIONS = _ROUTING  # the local runner's routing (the deployed rules), not the product's calls
 SQS_ACTIONS = frozenset({"SendMessage", "SendMessageBatch"})
 EC2_CALLS_PER_EVENT = 3  # DescribeImages, CreateTags, EnableImageDeprecation
 SQS_CALLS_PER_EVENT = 1  # one SendMessageBatch with a copy request per replica region
@@ -143,8 +144,9 @@ def run(sec: Section, ctx: Run) -> None:
         }
     )
     sec.notes.append(
-        "Event path: put_event asks EventBridge's matcher (TestEventPattern, one call per rule in the template) "
-        "where to route each event; those calls are the local runner's, not the product's, and are not counted. "
+        "Event path: put_event routes each event by the rules deployed in EventBridge (ListRules, TestEventPattern "
+        "per rule, ListTargetsByRule; a bus target's checks); those calls are the local runner's, not the product's, "
+        "and are not counted. "
         "LocalStack resets the function's runtime around every invocation, so its per-event time includes "
         "creating the settings and two boto3 clients (cold-ish; EmbeddedAws shares botocore's parsed service "
         "models between sessions, so not their parsing); the warm rows invoke the same function with settings "

@@ -49,10 +49,10 @@ def floor_for(fleet: seed.Fleet, now: datetime) -> RegionPlan:
 
     settings = Settings(home_region=HOME)
     images = seed.as_images(fleet)
-    pending = decide_all(images, settings, now, None, seed.ACCOUNT)
+    pending = decide_all(images, settings, now, None, fleet.account)
     candidates = [i for i, d in pending.items() if d.awaits_reference_check]
     refs = {i: checked_unused([Reference("bench", r) for r in fleet.references.get(i, [])]) for i in candidates}
-    final = decide_all(images, settings, now, refs, seed.ACCOUNT)
+    final = decide_all(images, settings, now, refs, fleet.account)
     retired = {i for i, d in final.items() if d.retire}
     floor: Counter[str] = Counter()
     floor["DescribeImages"] = math.ceil(len(images) / 1000)
@@ -114,11 +114,11 @@ def adoption_writes(fleet: seed.Fleet, settings: object, now: datetime) -> Count
             p.name,
             "available",
             p.created,
-            seed.ACCOUNT,
+            fleet.account,
             tags=dict(p.tags),
             snapshot_ids=(p.snapshot_id,),
         )
-        for action in plan_tagging(image, decide_adoption(image, settings, now, seed.ACCOUNT), None):  # type: ignore[arg-type]
+        for action in plan_tagging(image, decide_adoption(image, settings, now, fleet.account), None):  # type: ignore[arg-type]
             writes[call[action.kind]] += 1
     return writes
 
@@ -126,7 +126,7 @@ def adoption_writes(fleet: seed.Fleet, settings: object, now: datetime) -> Count
 def safety(plan: RegionPlan, fleet: seed.Fleet) -> tuple[int, int]:
     """(kept images that must still exist but are gone, expected retirements still registered)."""
     all_ids = [p.image_id for p in fleet.images]
-    alive = seed.still_registered(plan.region, all_ids)
+    alive = seed.still_registered(plan.region, all_ids, fleet.account)
     wrongly_gone = [i for i in all_ids if i not in plan.expected_retired and i not in alive]
     not_retired = [i for i in plan.expected_retired if i in alive]
     return len(wrongly_gone), len(not_retired)

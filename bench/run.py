@@ -21,6 +21,11 @@ One module per measurement (each one fails soft: a "not available: <reason>" row
 - event_path.py (event_path): ImageEventsFunction per `available` event, routed by the template's rule.
 - sweep_calls.py (sweep_calls): a retention sweep (RetentionSweepFunction, fired as its schedule fires
   it) over a seeded fleet of 10,000 images in 3 regions, API calls against the floor (floor.py).
+- accounts.py (accounts): a sweep over 3 accounts x 2 regions (hub and spokes: spoke.yaml deployed in
+  every pair), API calls per pair against the floor, AssumeRole counted (one per spoke account per run).
+- execution.py (execution): an organization-shaped sweep through SweepStateMachine (6 accounts x 3
+  regions x 500 images), API calls against the floor, invocations per pair, task result sizes; and a
+  model of the wall time for 50 accounts x 17 regions x 2,000 images at concurrency 10 and 40.
 - scale.py (scale): one-region sweeps of growing fleets, our CPU apart from moto's, and the largest
   fleet one 900 s invocation can sweep.
 
@@ -44,9 +49,11 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import accounts  # noqa: E402
 import cold_start  # noqa: E402
 import engine  # noqa: E402
 import event_path  # noqa: E402
+import execution  # noqa: E402
 import harness  # noqa: E402
 import package_size  # noqa: E402
 import scale  # noqa: E402
@@ -54,7 +61,7 @@ import sweep_calls  # noqa: E402
 from harness import ROOT, Progress, Run, Section  # noqa: E402
 
 # In the order they run: the quick, AWS-free ones first.
-SECTIONS: list[ModuleType] = [engine, cold_start, package_size, event_path, sweep_calls, scale]
+SECTIONS: list[ModuleType] = [engine, cold_start, package_size, event_path, sweep_calls, accounts, execution, scale]
 KEYS = [m.KEY for m in SECTIONS]
 
 

@@ -58,6 +58,7 @@ class Planned:
 class Fleet:
     region: str
     images: list[Planned] = field(default_factory=list)
+    account: str = ACCOUNT  # the moto account the fleet is seeded in
     references: dict[str, list[str]] = field(default_factory=dict)  # image id -> what uses it
     instances: int = 0
     launch_templates: int = 0
@@ -133,13 +134,13 @@ def plan(region: str, n: int, now: datetime, rng: random.Random, max_age: float 
     return out
 
 
-def seed_images(region: str, planned: list[Planned]) -> None:
+def seed_images(region: str, planned: list[Planned], account: str = ACCOUNT) -> None:
     """Register the planned images in moto's backend (see the module docstring)."""
     from moto.ec2.models import ec2_backends
     from moto.ec2.models.amis import Ami
     from moto.ec2.utils import random_ami_id
 
-    backend: Any = ec2_backends[ACCOUNT][region]
+    backend: Any = ec2_backends[account][region]
     for p in planned:
         ami = Ami(
             backend,
@@ -215,19 +216,27 @@ def seed_references(fleet: Fleet, session: Any, rng: random.Random) -> None:
 
 
 def seed_fleet(
-    region: str, n: int, now: datetime, session: Any, seed: int = 7, expired_ratio: float | None = None
+    region: str,
+    n: int,
+    now: datetime,
+    session: Any,
+    seed: int = 7,
+    expired_ratio: float | None = None,
+    account: str = ACCOUNT,
 ) -> Fleet:
-    rng = random.Random(f"{seed}/{region}/{n}")
-    fleet = Fleet(region, plan(region, n, now, rng, max_age_days(expired_ratio)))
-    seed_images(region, fleet.images)
+    """`account`: the moto account to seed (`session` must act in it: its clients create the
+    instances, launch templates and launch configurations)."""
+    rng = random.Random(f"{seed}/{account}/{region}/{n}" if account != ACCOUNT else f"{seed}/{region}/{n}")
+    fleet = Fleet(region, plan(region, n, now, rng, max_age_days(expired_ratio)), account=account)
+    seed_images(region, fleet.images, account)
     seed_references(fleet, session, rng)
     return fleet
 
 
-def still_registered(region: str, image_ids: list[str]) -> set[str]:
+def still_registered(region: str, image_ids: list[str], account: str = ACCOUNT) -> set[str]:
     from moto.ec2.models import ec2_backends
 
-    amis = ec2_backends[ACCOUNT][region].amis
+    amis = ec2_backends[account][region].amis
     return {i for i in image_ids if i in amis}
 
 
@@ -243,7 +252,7 @@ def as_images(fleet: Fleet) -> list[Any]:
             name=p.name,
             state="available",
             creation_date=p.created,
-            owner_id=ACCOUNT,
+            owner_id=fleet.account,
             tags=dict(p.tags),
             snapshot_ids=(p.snapshot_id,),
             deregistration_protection="enabled" if p.protected else "disabled",

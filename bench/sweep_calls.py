@@ -1,9 +1,10 @@
 """Section sweep_calls: the API calls of one retention sweep, next to the floor (floor.py).
 
 A seeded fleet (bench/seed.py: 10,000 images in 3 regions, about 10% expired, some of those in use by
-instances, launch templates and launch configurations) is swept by RetentionSweepFunction fired as
-its schedule fires it (LocalStack.fire_schedule, with MaxRetirementsPerRun=0: a deliberate large
-clean-up); motoext counts the calls. Target: at most the floor + 10%, per region and in total, the
+instances, launch templates and launch configurations) is swept by RetentionSweepFunction in one
+invocation with the manual payload (the whole sweep at once; the state machine's per-pair run is
+bench/execution.py's), with MaxRetirementsPerRun=0 (a deliberate large clean-up); motoext counts
+the calls. Target: at most the floor + 10%, per region and in total, the
 engine's expected retirements retired, and nothing else.
 
     .venv/bin/python bench/sweep_calls.py [--images N] [--expired-ratio R] [--seed S]   # this section alone
@@ -62,7 +63,7 @@ def run(sec: Section, ctx: Run) -> None:
     local.freeze_heap()
 
     with stdout_to_devnull():
-        m = local.measure(lambda: stack.fire_schedule("RetentionSweepFunction"))
+        m = local.measure(lambda: stack.invoke("RetentionSweepFunction", {"source": "manual"}))
     report = m.result if isinstance(m.result, dict) else {}
     ctx.say(f"sweep_calls: swept in {m.wall:.1f} s, {m.total_calls:,} calls")
 

@@ -1,8 +1,10 @@
-"""RetentionSweepFunction: EventBridge Scheduler or manual invoke -> retire expired images.
+"""RetentionSweepFunction: SweepStateMachine's steps, or a manual invoke -> retire expired images.
 
-Payload (all keys optional): `{"regions": ["us-east-1"], "dry_run": true}`; the schedule sends
-`{"source": "schedule"}`; a follow-up invocation (time budget) adds `"continuation": n`.
-Returns the sweep report (ami_lifecycle.domain.report), or `{"status": "refused", "error": ...}`.
+Payload (all keys optional): `{"accounts": ["222222222222"], "regions": ["us-east-1"], "dry_run": true}`;
+the state machine adds `source`, `retire_at_most` and, while a pair needs more invocations, the
+`cursor` the previous one returned; its other steps send `{"operation": ...}`
+(services/execution.py). Returns the sweep report (ami_lifecycle.domain.report), or
+`{"status": "refused", "error": ...}`.
 """
 
 from typing import Any

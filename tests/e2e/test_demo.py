@@ -36,20 +36,29 @@ def test_make_demo_runs_the_flow_and_explains_it() -> None:
         "CopyQueue -> ReplicatorFunction",
         "BackfillFunction, dry run of every action (events/backfill_plan.json): the plan",
         "BackfillFunction, tag + replicate for real (events/backfill_apply.json)",
-        "RetentionSweepFunction, fired by its schedule",
-        "=== us-east-1 ",
-        "=== us-west-2 ",
-        "=== eu-west-1 ",
+        "SweepStateMachine, fired by its schedule -> RetentionSweepFunction per pair",
+        "hub (template.yaml) and spokes (spoke.yaml) deployed",
+        "=== 123456789012 hub / us-east-1 ",
+        "=== 123456789012 hub / us-west-2 ",
+        "=== 123456789012 hub / eu-west-1 ",
+        "=== 222222222222 payments / eu-west-1 ",
+        "=== 333333333333 analytics / us-east-1 ",
+        "=== 444444444444 sandbox / us-east-1 ",
         "OK: the sweep retired exactly the images the backfill's plan listed.",
+        "OK: only the sandbox account (444444444444, its role missing) failed; every other pair completed.",
         "the local AWS is stopped",
     ):
         assert line in text, line
+    # Every pair is shown: the sandbox's three failed, one pair without images, the others in full.
+    assert text.count("FAILED: AccountUnreachable: account 444444444444") == 3
+    assert text.count("(no images)") == 1
     for section in ("Tagged (", "Copied here (", "Retired (", "Kept ("):
-        assert text.count(section) == 3, section
+        assert text.count(section) == 8, section
     # Retired with their reason, and kept with theirs.
     for reason in ("expired at", "in-use", "hold", "protected", "keep-latest", "not-expired", "foreign-manager"):
         assert reason in text, reason
-    assert "opted-out" in text and "bad-tag" in text
+    assert "opted-out" in text and "bad-tag" in text and "shared-in-use" in text
+    assert "event, through its spoke" in text  # images baked in spoke regions, tagged by their events
     assert "kept (another image uses it)" in text  # the shared snapshot survives
     assert "local AWS (moto) listening on http://127.0.0.1:" in out.stderr  # progress on stderr
 
@@ -62,23 +71,49 @@ def test_demo_json_summary_and_nothing_left_running(monkeypatch: pytest.MonkeyPa
     summary = json.loads(stdout.getvalue())
 
     assert summary["plan_matches_sweep"] is True and summary["mismatch"] == {}
+    assert summary["unexpected_failures"] == []
     assert summary["seconds"] < 60
-    regions = summary["regions"]
-    retired = {r["name"]: r for r in regions["us-east-1"]["retired"]}
+    accounts = summary["accounts"]
+    hub = accounts["123456789012"]["regions"]
+    retired = {r["name"]: r for r in hub["us-east-1"]["retired"]}
     assert set(retired) == {"db-2026-01-15", "api-v1.0.0", "web-2026-04-10", "web-2026-06-20"}
     assert "kept (another image uses it)" in retired["db-2026-01-15"]["snapshots"]
-    assert {r["name"] for r in regions["eu-west-1"]["retired"]} == {"app-build-101", "app-build-102", "report-v3"}
-    assert regions["us-west-2"]["retired"] == []
-    kept = {r["name"]: r["reason"] for r in regions["us-east-1"]["kept"]}
+    assert {r["name"] for r in hub["eu-west-1"]["retired"]} == {"app-build-101", "app-build-102", "report-v3"}
+    assert hub["us-west-2"]["retired"] == []
+    kept = {r["name"]: r["reason"] for r in hub["us-east-1"]["kept"]}
     assert kept["api-v1.1.0"] == kept["api-v1.2.0"] == "in-use"  # a running instance; an old template version
     assert kept["api-v1.3.0"] == "protected" and kept["batch-2026.02"] == "hold"
     assert kept["db-2026-05-01"] == "keep-latest" and kept["tools-2026-03-01"] == "bad-tag"
     assert kept["golden-legacy"] == "opted-out"
     assert {kept[n] for n in ("web-backup-2026-03", "data-vol-2026-05", "ib-nginx-1.2.3")} == {"foreign-manager"}
-    copies = {c["name"] for c in regions["us-west-2"]["copied"]}
+    # The shared golden image: expired, but the analytics account (managed) runs an instance from it.
+    assert kept["golden-base-2026-03-01"] == "shared-in-use"
+    (golden,) = [r for r in hub["us-east-1"]["kept"] if r["name"] == "golden-base-2026-03-01"]
+    assert "333333333333" in golden["detail"]
+    copies = {c["name"] for c in hub["us-west-2"]["copied"]}
     assert {"web-2026-11-25", "api-v1.5.0", "app-build-104", "batch-2026.02", "db-2026-05-01"} <= copies
     assert "api-v1.4.0" not in copies  # expired and not the newest of its family: not copied
-    assert summary["sweep_totals"]["errors"] == 0 and summary["plan_totals"]["retired"] == 7
+
+    # The other accounts: baked in their spoke regions, tagged by their own events through the spoke
+    # wiring, copied within their account, swept there.
+    payments = accounts["222222222222"]["regions"]
+    assert {(r["name"], r["by"]) for r in payments["eu-west-1"]["tagged"] if r["by"].startswith("event")} == {
+        ("pay-api-2026-11-25", "event, through its spoke")
+    }
+    assert {r["name"] for r in payments["eu-west-1"]["retired"]} == {"pay-api-2026-03-02", "pay-api-2026-06-01"}
+    assert [c["name"] for c in payments["us-west-2"]["copied"]] == ["pay-api-2026-11-25"]
+    assert {r["name"] for r in payments["us-west-2"]["tagged"]} == {"pay-worker-2026-11-25", "pay-api-2026-11-25"}
+    analytics = accounts["333333333333"]["regions"]
+    assert {r["name"] for r in analytics["us-east-1"]["retired"]} == {"etl-2026-02-01"}
+    assert {c["name"] for c in analytics["us-west-2"]["copied"]} == {"etl-2026-10-20", "etl-2026-11-25"}
+    assert all(
+        r["status"] == "complete" for a in accounts.values() if a["name"] != "sandbox" for r in a["regions"].values()
+    )
+    # The sandbox's role is missing: each of its pairs is reported failed, with the reason.
+    for pair in accounts["444444444444"]["regions"].values():
+        assert pair["status"] == "failed" and "AccessDenied" in pair["error"]
+    assert summary["plan_totals"]["retired"] == summary["sweep_totals"]["retired"] == 10
+    assert summary["sweep_totals"]["errors"] == 3  # the sandbox's three pairs
 
     # The server is stopped, its port closed, its threads gone, the environment restored.
     host, port = urlparse(summary["endpoint"]).hostname, urlparse(summary["endpoint"]).port

@@ -33,7 +33,9 @@ def test_template_declares_the_contracts_functions() -> None:
         "BackfillFunction",
     }
     assert specs["ImageEventsFunction"].events_of_type("EventBridgeRule")
-    assert specs["RetentionSweepFunction"].events_of_type("ScheduleV2")
+    # The schedule starts SweepStateMachine (PRODUCT.md section 9), which invokes the sweep.
+    assert not specs["RetentionSweepFunction"].events_of_type("ScheduleV2")
+    assert load_template()["Resources"]["SweepStateMachine"]["Properties"]["Events"]["Sweep"]["Type"] == "ScheduleV2"
     assert specs["ReplicatorFunction"].events_of_type("SQS")
 
 
@@ -52,6 +54,7 @@ def test_every_template_parameter_reaches_the_functions_as_a_validated_setting(s
         "ReplicaKmsKeys",
         "SweepRegions",
         "SweepSchedule",
+        "SweepConcurrency",  # the state machine's, not the functions' (DefinitionSubstitutions)
         "DryRun",
         "ManageNewImages",
         "AlarmEmail",
@@ -67,7 +70,10 @@ def test_every_template_parameter_reaches_the_functions_as_a_validated_setting(s
     assert settings.keep_if_launched_within == "7d" and settings.shared_image_check == "strict"
 
 
-def test_the_rule_pattern_matches_ami_events_and_nothing_else(stack: LocalStack, event: Any) -> None:
+def test_the_rule_pattern_matches_ami_events_and_nothing_else(moto_aws: None, event: Any) -> None:
+    # The sample events are from us-east-1 and us-west-2: both covered, so spoke.yaml forwards the
+    # latter's from its default bus to the hub's bus.
+    stack = LocalStack(region="us-east-1", parameters={"SweepRegions": "us-east-1,us-west-2"})
     for name in ("ami_available.json", "ami_failed.json", "ami_deregistered.json"):
         assert stack.rule_targets(event(name)) == ["ImageEventsFunction"], name
     assert stack.rule_targets(event("ec2_instance_state_change.json")) == []

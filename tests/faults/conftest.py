@@ -107,7 +107,9 @@ class System:
         return [i.result for i in self.stack.drain_queue("CopyQueue")]
 
     def sweep(self) -> Any:
-        return self.stack.fire_schedule("RetentionSweepFunction")
+        # The whole sweep in one invocation (the manual payload), for its full per-image report; the
+        # scheduled path through SweepStateMachine is tests/e2e/test_sweep_execution.py's.
+        return self.stack.invoke("RetentionSweepFunction", {"source": "manual"})
 
     def day(self) -> dict[str, Any]:
         """Events, copies, sweep: what the stack does with a new fleet."""

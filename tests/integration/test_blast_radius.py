@@ -77,3 +77,21 @@ def test_the_cap_counts_all_regions_together(
     settings = make_settings(replica_regions=(WEST,), max_retirements_per_run=120)
     report = run_sweep(settings, now)
     assert report.totals.retired == 0 and report.blast_radius == {"would_retire": 150, "limit": 120}
+
+
+def test_the_state_machines_share_spans_a_pairs_invocations(
+    due: list[str], make_settings: Callable[..., Settings], now: datetime, moto_aws: LocalAws
+) -> None:
+    from ami_lifecycle.runtime import Deps
+    from ami_lifecycle.services import sweep as sweep_module
+
+    from tests.conftest import ACCOUNT_ID
+
+    settings = make_settings(replica_regions=(WEST,), max_retirements_per_run=0)
+    deps = Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID)
+    # A pair allowed 60 whose earlier invocation already retired 20: this one may retire 40 at most.
+    cursor = {"pairs": [[ACCOUNT_ID, WEST]], "iteration": 2, "retired": 20}
+    out = sweep_module.handle({"source": "state-machine", "retire_at_most": 60, "cursor": cursor}, deps)
+    assert out["blast_radius"] == {"would_retire": 50, "limit": 40} and registered(moto_aws, WEST) == 50
+    within = {"source": "state-machine", "retire_at_most": 60, "cursor": cursor | {"retired": 10}}
+    assert sweep_module.handle(within, deps)["totals"]["retired"] == 50

@@ -587,7 +587,7 @@ def test_out_of_time_the_handler_returns_a_cursor_and_never_invokes_itself(
         {"dry_run": False}, Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID, context=context)
     )
     assert out["status"] == "incomplete" and regions(out) == {}
-    assert out["cursor"] == {"pairs": [[ACCOUNT_ID, EAST], [ACCOUNT_ID, WEST]], "iteration": 2}
+    assert out["cursor"] == {"pairs": [[ACCOUNT_ID, EAST], [ACCOUNT_ID, WEST]], "iteration": 2, "retired": 0}
     assert not any(name.startswith("Invoke") for name in motoext.calls())
     assert small[f"{EAST}-expired"] in registered(moto_aws.ec2())  # nothing done without time
 

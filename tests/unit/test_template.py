@@ -467,14 +467,11 @@ def test_replica_kms_keys_must_be_key_arns(value: str, ok: bool) -> None:
     assert bool(re.fullmatch(pattern, value)) is ok
 
 
-def test_self_invocation_is_limited_to_the_function_itself() -> None:
+def test_no_function_may_invoke_itself() -> None:
+    """A long sweep continues in SweepStateMachine's loop, a long backfill through its caller
+    (tests/unit/test_statemachine.py checks the state machine's role)."""
     cfn = Cfn(parameters())
-    for function in ("RetentionSweepFunction", "BackfillFunction"):
-        invoke = [s for s in function_statements(cfn, function) if "lambda:InvokeFunction" in as_list(s["Action"])]
-        assert len(invoke) == 1
-        arn = cfn.getatt(function, "Arn")
-        assert invoke[0]["Resource"] == [arn, f"{arn}:*"]
-    for function in ("ImageEventsFunction", "ReplicatorFunction"):
+    for function in FUNCTIONS:
         assert not any("lambda:InvokeFunction" in as_list(s["Action"]) for s in function_statements(cfn, function))
 
 
@@ -571,7 +568,8 @@ def test_every_asynchronous_path_has_bounded_retries_and_a_failure_queue() -> No
     for rule in rules:
         assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ImageEventsDeadLetterQueue", "Arn"]}}
         assert rule["RetryPolicy"]["MaximumRetryAttempts"] <= 185
-    (schedule,) = [e["Properties"] for e in RESOURCES["RetentionSweepFunction"]["Properties"]["Events"].values()]
+    # The schedule starts SweepStateMachine (its DLQ: the schedule's; tests/unit/test_statemachine.py).
+    (schedule,) = [e["Properties"] for e in RESOURCES["SweepStateMachine"]["Properties"]["Events"].values()]
     assert schedule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["SweepScheduleDeadLetterQueue", "Arn"]}}
     assert schedule["RetryPolicy"]["MaximumRetryAttempts"] <= 185
     redrive = RESOURCES["CopyQueue"]["Properties"]["RedrivePolicy"]
@@ -641,9 +639,12 @@ def test_business_alarms_watch_powertools_metrics() -> None:
     copies = alarms()["CopiesFailedAlarm"]
     assert (copies["Namespace"], copies["MetricName"]) == (namespace, "CopiesFailed")
     assert copies["Dimensions"] == [{"Name": "service", "Value": service}]
+    # SweepNotRun counts successful executions of SweepStateMachine (tests/unit/test_statemachine.py).
     sweep = alarms()["SweepNotRunAlarm"]
-    assert (sweep["Namespace"], sweep["MetricName"], sweep["Statistic"]) == (namespace, "SweepCompleted", "Sum")
-    assert sweep["Dimensions"] == [{"Name": "service", "Value": service}]
+    assert (sweep["Namespace"], sweep["MetricName"], sweep["Statistic"]) == ("AWS/States", "ExecutionsSucceeded", "Sum")
+    pairs = alarms()["SweepPairsFailedAlarm"]
+    assert (pairs["Namespace"], pairs["MetricName"]) == (namespace, "SweepPairsFailed")
+    assert pairs["Dimensions"] == [{"Name": "service", "Value": service}]
     # Two runs of the default schedule, rate(1 day), missed; missing data counts as missed.
     assert TEMPLATE["Parameters"]["SweepSchedule"]["Default"] == "rate(1 day)"
     assert sweep["Period"] * sweep["EvaluationPeriods"] == 2 * 86400

@@ -68,10 +68,13 @@ class SweepCursor(Model):
 
     pairs: list[list[str]]  # [[account, region], ...], 1..MAX_ACCOUNTS * 50
     iteration: int = 1  # 1..MAX_CHAIN
+    # Retired by the invocations before (what `retire_at_most` still allows is the rest).
+    retired: int = 0
 
     SPEC: ClassVar[dict[str, Spec]] = {
         "pairs": Spec(items(then(items(text(), min_length=2, max_length=2), _pair), min_length=1)),
         "iteration": Spec(integer(ge=1, le=MAX_CHAIN)),
+        "retired": Spec(integer(ge=0)),
     }
 
 

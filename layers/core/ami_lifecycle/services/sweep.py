@@ -48,6 +48,7 @@ from ..domain.retention import Decision, is_managed, rank_families
 from ..runtime import Deps
 from ..runtime.budget import OutOfTime
 from ..runtime.observability import MetricUnit, count, logger, metrics
+from . import execution
 from .digest import publish_digest
 from .evidence import InUseWay
 from .executor import Executor
@@ -56,6 +57,8 @@ from .pipeline import ADOPTED_THIS_RUN, BLAST_RADIUS, Copies, RegionWork, read_i
 
 # Per-image entries returned in the report, over all pairs (the Lambda response is at most 6 MB).
 MAX_REPORT_IMAGES = 10_000
+# ... and to the state machine, per pair (a task result is at most 256 KiB: ~300 bytes an entry).
+STATE_MACHINE_IMAGES = 200
 MISSED = (
     "no EC2 AMI State Change event adopted it (the event was missed, or the image is older than the "
     "stack): adopted by the sweep, and not retired before the next sweep"
@@ -275,6 +278,8 @@ def handle(event: Any, deps: Deps) -> dict[str, Any]:
     """What RetentionSweepFunction does with one invocation (the handler is a thin shell around it).
     Refused payloads (and accounts this stack does not manage) return `status: refused`; a sweep
     that ran out of time returns `cursor`, to be sent back in the next invocation."""
+    if isinstance(event, dict) and "operation" in event:  # a step of SweepStateMachine, not a sweep
+        return execution.handle_operation(event, deps)
     settings = deps.settings
     try:
         request = parse_sweep_request(event, settings, deps.known_regions)
@@ -299,7 +304,12 @@ def handle(event: Any, deps: Deps) -> dict[str, Any]:
     else:
         pairs, iteration = deps.pairs(request.accounts, request.regions), 1
     logger.info("sweep started", pairs=len(pairs), dry_run=dry_run, source=request.source, iteration=iteration)
-    report = sweep(deps, pairs=pairs, dry_run=dry_run, retire_at_most=request.retire_at_most, iteration=iteration)
+    before = request.cursor.retired if request.cursor else 0
+    # The state machine's share of MaxRetirementsPerRun spans the pair's invocations.
+    allowed = None if request.retire_at_most is None else max(0, request.retire_at_most - before)
+    report = sweep(deps, pairs=pairs, dry_run=dry_run, retire_at_most=allowed, iteration=iteration)
+    if report.cursor is not None:
+        report.cursor["retired"] = before + report.totals.retired
     if report.cursor and report.cursor["iteration"] > MAX_CHAIN:
         # The same sweep has run MAX_CHAIN times: give up on what is left (the next run does it).
         left = report.cursor["pairs"]
@@ -310,15 +320,19 @@ def handle(event: Any, deps: Deps) -> dict[str, Any]:
         logger.error("sweep gave up: pairs left for the next scheduled sweep", pairs=left, max_chain=MAX_CHAIN)
         report.cursor = None
     logger.info("sweep report", report=report.summary())
-    emit_metrics(report)
-    out = report.to_dict(max_images_per_region=max(100, MAX_REPORT_IMAGES // max(1, len(report.pairs))))
+    # With the state machine, its executions say whether the sweep ran (SweepNotRunAlarm).
+    emit_metrics(report, completed=request.source != "state-machine")
+    # A state machine task result is at most 256 KiB: its pair report keeps the entries that matter
+    # most (retirements and errors first), the totals say everything.
+    per_pair = STATE_MACHINE_IMAGES if request.source == "state-machine" else MAX_REPORT_IMAGES
+    out = report.to_dict(max_images_per_region=max(min(per_pair, 100), per_pair // max(1, len(report.pairs))))
     if request.source != "state-machine" and not report.cursor:
         # One digest per run: the state machine publishes the execution's (services/execution.py).
         publish_digest(deps, out)
     return out
 
 
-def emit_metrics(report: Report) -> None:
+def emit_metrics(report: Report, *, completed: bool = True) -> None:
     """ImagesRetired, ImagesDisabled, ImagesReEnabled, SnapshotGiBFreed, SnapshotUsdPerMonthFreed,
     ImagesKept (total, and per reason with a Reason dimension), SnapshotsDeleted,
     SweepErrors, SweepRegionsFailed (failed pairs), DeprecationsSet, and SweepCompleted (1 when
@@ -346,7 +360,7 @@ def emit_metrics(report: Report) -> None:
         count("SweepBlastRadius")
     if report.cursor:
         count("SweepContinued")
-    else:
+    elif completed:
         metrics.add_metric(name="SweepCompleted", unit=MetricUnit.Count, value=1)
     for reason, n in sorted(totals.kept.items()):
         with single_metric(name="ImagesKept", unit=MetricUnit.Count, value=n) as metric:
