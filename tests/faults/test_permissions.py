@@ -21,6 +21,7 @@ from tests.unit.test_template import RESOURCES, Cfn, as_list, function_statement
 # The SAM policy templates the template uses, as SAM expands them (actions only).
 SAM_POLICY_TEMPLATES = {
     "SQSSendMessagePolicy": ["sqs:SendMessage*"],
+    "SNSPublishMessagePolicy": ["sns:Publish"],
     "SQSPollerPolicy": [
         "sqs:ChangeMessageVisibility",
         "sqs:ChangeMessageVisibilityBatch",
@@ -51,6 +52,7 @@ IAM_ACTION = {
     "GetRule": "rbin:GetRule",
     "DescribeLaunchConfigurations": "autoscaling:DescribeLaunchConfigurations",
     "SendMessage": "sqs:SendMessage",
+    "Publish": "sns:Publish",  # the digest
     "SendMessageBatch": "sqs:SendMessage",
     "ChangeMessageVisibility": "sqs:ChangeMessageVisibility",
     "Invoke": "lambda:InvokeFunction",
