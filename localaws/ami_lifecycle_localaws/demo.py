@@ -24,7 +24,15 @@
    retires what expired, in every pair; keeps the shared golden image the analytics account still
    runs (`shared-in-use`); reports the sandbox's pairs failed (its role cannot be assumed) while the
    others complete.
-6. Print what happened, account by account and region by region (or `--json`), and check that
+   A Recycle Bin retention rule for AMIs and one for EBS snapshots (Region-level, 7 days) was created
+   in the hub's us-east-1 before it: what it retires there goes to the bin, its report entries say
+   until when it can be restored (`restorable_until`).
+6. Staged and reversible retirement: a second hub stack on the same local AWS (hub account, us-east-1
+   only, no spokes, `DisableBeforeDeregister=7d`), an expired unused image seeded after the main
+   sweep, and its RetentionSweepFunction invoked manually: the image is disabled first, not
+   deregistered. Then `services.restore.restore` re-enables it, and restores one image the main sweep
+   retired from the Recycle Bin with its snapshots; both are held (`P:hold=true`).
+7. Print what happened, account by account and region by region (or `--json`), and check that
    the sweep retired exactly what the backfill's plan said it would, and that only the sandbox failed.
 
 The server is stopped and the environment restored whatever happens.
@@ -34,8 +42,10 @@ from __future__ import annotations
 
 import contextlib
 import copy as _copy
+import functools
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -81,6 +91,20 @@ PARAMETERS = {
 # Where spoke.yaml is deployed: every covered pair, but the sandbox's hub-region stack instance
 # (the one that creates the spoke role) is missing.
 SPOKES = tuple((a, r) for a in ACCOUNTS for r in REGIONS if not (a == SANDBOX and r == HOME))
+# The last act (staged and reversible retirement): a second hub stack in the same local AWS, for the hub
+# account and its region only, that disables an image before it deregisters it.
+STAGED_STACK = "ami-lifecycle-staged"
+STAGED_PARAMETERS = {
+    "SweepRegions": HOME,
+    "DefaultRetention": PARAMETERS["DefaultRetention"],
+    "DefaultKeepLatest": PARAMETERS["DefaultKeepLatest"],
+    "DisableBeforeDeregister": "7d",
+}
+RECYCLE_BIN_DAYS = 7
+# An expired image nobody uses, seeded for the staged stack once the main sweep has run.
+STAGED_SEED_AGE_DAYS = 400
+# The image the main sweep retires in the hub's us-east-1 (into the Recycle Bin) that is restored.
+RESTORED_FROM_BIN = "web-2026-04-10"
 P = "ami-lifecycle"
 Pair = tuple[str, str]  # (account, region)
 
@@ -249,6 +273,8 @@ class Story:
     mismatch: dict[str, list[str]] = field(default_factory=dict)
     # Pairs whose sweep did not complete, besides the sandbox's (expected: none).
     unexpected_failures: list[str] = field(default_factory=list)
+    # The last act: the Recycle Bin rules, what the staged stack's sweep disabled, what was restored.
+    staged: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     def step(self, title: str, **facts: Any) -> None:
@@ -280,6 +306,7 @@ class Story:
             "plan_matches_sweep": self.plan_matches_sweep,
             "mismatch": self.mismatch,
             "unexpected_failures": self.unexpected_failures,
+            "staged": self.staged,
             "seconds": round(self.seconds, 1),
         }
 
@@ -367,6 +394,14 @@ def run_flow(story: Story, progress: Any, now: datetime) -> Fleet:
     )
     progress(f"backfill applied: tagged {ta['tagged']}, {copies} copies made")
 
+    rules = _recycle_bin_rules(stack)
+    story.staged["recycle_bin_rules"] = rules
+    story.step(
+        f"Recycle Bin retention rules (Region-level, {RECYCLE_BIN_DAYS} days) in {HUB}/{HOME}",
+        rules=", ".join(f"{r['resource_type']} {r['identifier']}" for r in rules),
+    )
+    progress(f"Recycle Bin rules for AMIs and snapshots created in {HUB}/{HOME}")
+
     title, swept = _sweep(stack)
     story.sweep = swept
     ts = swept["totals"]
@@ -392,7 +427,115 @@ def run_flow(story: Story, progress: Any, now: datetime) -> Fleet:
     if planned != done:
         story.mismatch = {"planned_only": sorted(planned - done), "swept_only": sorted(done - planned)}
     _copies_table(stack, story)
+    _staged_and_reversible(story, progress, session, fleet, now)
     return fleet
+
+
+def _recycle_bin_rules(stack: Any) -> list[dict[str, Any]]:
+    """A Region-level retention rule for AMIs and one for EBS snapshots in the hub's region: what a
+    sweep deregisters there, and its snapshots, go to the Recycle Bin."""
+    rbin = stack.client("rbin", HUB, HOME)
+    rules = []
+    for resource_type in ("EC2_IMAGE", "EBS_SNAPSHOT"):
+        rule = rbin.create_rule(
+            ResourceType=resource_type,
+            RetentionPeriod={"RetentionPeriodValue": RECYCLE_BIN_DAYS, "RetentionPeriodUnit": "DAYS"},
+            Description=f"ami-lifecycle demo: retired {resource_type} restorable for {RECYCLE_BIN_DAYS} days",
+        )
+        rules.append({"resource_type": resource_type, "identifier": rule["Identifier"], "days": RECYCLE_BIN_DAYS})
+    return rules
+
+
+def _staged_and_reversible(story: Story, progress: Any, session: Any, fleet: Fleet, now: datetime) -> None:
+    """The last act: a second stack with DisableBeforeDeregister=7d disables an expired image first;
+    then `restore` re-enables it, and brings back an image the main sweep retired into the Recycle Bin.
+    Its image is seeded after the main sweep, which therefore never saw it (the plan and the sweep's
+    sets are untouched)."""
+    from ami_lifecycle import runtime
+    from ami_lifecycle.aws.clients import Aws
+    from ami_lifecycle.runtime import Deps
+    from ami_lifecycle.services.restore import restore
+
+    from .fleet import create_image
+    from .stack import LocalStack
+
+    staged = LocalStack(
+        region=HOME, parameters=STAGED_PARAMETERS, session=session, stack_name=STAGED_STACK, spokes=False
+    )
+    ec2 = staged.client("ec2", HUB, HOME)
+    seed = Seed(HOME, "legacy-2025", STAGED_SEED_AGE_DAYS, note="expired, unused: for the staged stack")
+    legacy = create_image(
+        ec2,
+        seed.name,
+        # Managed, and P:keep-latest=0: alone in its family, it would otherwise be kept as its newest.
+        tags={f"{P}:managed": "true", f"{P}:retention": "90d", f"{P}:keep-latest": "0"},
+        created=now - timedelta(days=seed.age_days),
+    )
+    fleet.add(seed, legacy)
+    report = staged.invoke("RetentionSweepFunction", {"source": "manual", "regions": [HOME]})
+    entry: Mapping[str, Any] = next(
+        (e for _, _, r in pairs_of(report) for e in r.get("images", []) if e["image_id"] == legacy), {}
+    )
+    (image,) = ec2.describe_images(ImageIds=[legacy], IncludeDisabled=True)["Images"]
+    disabled = {
+        "image_id": legacy,
+        "name": seed.name,
+        "created": entry.get("created", ""),
+        "outcome": entry.get("outcome", ""),
+        "detail": entry.get("detail", ""),
+        "state": image.get("State", ""),
+        "disabled_at": {t["Key"]: t["Value"] for t in image.get("Tags", [])}.get(f"{P}:disabled-at", ""),
+    }
+    others = sorted(
+        e["image_id"] for _, _, r in pairs_of(report) for e in r.get("images", []) if e.get("decision") == "retire"
+    )
+    story.staged.update(stack=STAGED_STACK, parameters=STAGED_PARAMETERS, disabled=disabled)
+    story.step(
+        f"{STAGED_STACK} (DisableBeforeDeregister=7d, {HUB}/{HOME} only, no spokes): "
+        "RetentionSweepFunction, a manual sweep",
+        disabled=sum(1 for _, _, r in pairs_of(report) for e in r.get("images", []) if e.get("outcome") == "disabled"),
+        retired=(report.get("totals") or {}).get("retired", 0),
+        state_after=disabled["state"],
+    )
+    progress(f"{STAGED_STACK}: {seed.name} {disabled['outcome'] or 'not disabled'} ({disabled['state']})")
+    if disabled["outcome"] != "disabled" or disabled["state"] != "disabled" or others != [legacy]:
+        story.unexpected_failures.append(
+            f"{STAGED_STACK}: expected {seed.name} disabled (and nothing else retirable), "
+            f"got {disabled['outcome'] or 'no outcome'}, state {disabled['state']}, retirable {others}"
+        )
+
+    # `ami-lifecycle restore`, as the CLI runs it: the hub account's deps, the image's region.
+    env = dict(os.environ)
+    env["AWS_REGION"] = HOME
+    deps = Deps.create(runtime.load_settings(env), Aws(session), None, HUB)
+    binned = fleet.id(RESTORED_FROM_BIN)
+    restored = []
+    for image_id, why in (
+        (legacy, "still launched by the nightly batch"),
+        (binned, "needed for a rollback"),
+    ):
+        result = restore(deps, image_id, HOME, reason=why)
+        (after,) = ec2.describe_images(ImageIds=[image_id], IncludeDisabled=True)["Images"] or [{}]
+        tags = {t["Key"]: t["Value"] for t in after.get("Tags", [])}
+        restored.append(
+            {
+                **result.to_dict(),
+                "name": fleet.names.get(image_id, ""),
+                "state": after.get("State", ""),
+                "hold_tag": tags.get(f"{P}:hold", ""),
+            }
+        )
+    story.staged["restored"] = restored
+    story.step(
+        "ami-lifecycle restore (services.restore): the disabled image, and one the sweep put in the Recycle Bin",
+        restored=sum(1 for r in restored if r["status"] == "restored"),
+        sources=",".join(r["source"] for r in restored),
+        held=sum(1 for r in restored if r["held"] and r["hold_tag"] == "true"),
+    )
+    progress("restored: " + ", ".join(f"{r['name']} ({r['source'] or r['status']})" for r in restored))
+    for r in restored:
+        if r["status"] != "restored" or r["hold_tag"] != "true" or r["state"] != "available":
+            story.unexpected_failures.append(f"restore of {r['name']} ({r['image_id']}): {r['message']}")
 
 
 def _sweep(stack: Any) -> tuple[str, dict[str, Any]]:
@@ -530,8 +673,10 @@ def _collect_outcomes(story: Story, fleet: Fleet, applied: Mapping[str, Any], sw
                         "created": e.get("created", ""),
                         "reason": e.get("reason", ""),
                         "detail": e.get("detail", ""),
+                        "restorable_until": e.get("restorable_until") or "",
                         "snapshots": ", ".join(
-                            f"{s['SnapshotId']} {_snapshot_word(s['ReturnCode'])}" for s in e.get("snapshots", [])
+                            f"{s['SnapshotId']} {_snapshot_word(s['ReturnCode'], bool(e.get('restorable_until')))}"
+                            for s in e.get("snapshots", [])
                         ),
                     }
                 )
@@ -559,8 +704,9 @@ def _kept_row(e: Mapping[str, Any], fleet: Fleet) -> dict[str, Any]:
     }
 
 
-def _snapshot_word(code: str) -> str:
-    return {"success": "deleted", "skipped": "kept (another image uses it)"}.get(code, code)
+def _snapshot_word(code: str, to_the_bin: bool = False) -> str:
+    deleted = "deleted (into the Recycle Bin)" if to_the_bin else "deleted"
+    return {"success": deleted, "skipped": "kept (another image uses it)"}.get(code, code)
 
 
 def _copies_table(stack: Any, story: Story) -> None:
@@ -617,6 +763,8 @@ def render(story: Story, now: datetime) -> str:
                 out.append("(no images)")
                 out.append("")
                 continue
+            # Where a Recycle Bin rule kept what was retired: until when each can be restored.
+            restorable = any(r.get("restorable_until") for r in story.retired.get(pair, []))
             sections = (
                 (
                     "Tagged",
@@ -640,8 +788,8 @@ def render(story: Story, now: datetime) -> str:
                 (
                     "Retired",
                     story.retired.get(pair, []),
-                    ["IMAGE", "NAME", "AGE", "REASON", "SNAPSHOTS"],
-                    lambda r: [r["image_id"], r["name"], age(r["created"], now), r["detail"], r["snapshots"]],
+                    ["IMAGE", "NAME", "AGE", "REASON", "SNAPSHOTS", *(["RESTORABLE UNTIL"] if restorable else [])],
+                    functools.partial(_retired_cells, now=now, restorable=restorable),
                 ),
                 (
                     "Kept",
@@ -655,6 +803,7 @@ def render(story: Story, now: datetime) -> str:
                 if rows:
                     out += ["  " + line for line in table([cells(r) for r in rows], headers, 58).splitlines()]
             out.append("")
+    out += _render_staged(story, now)
     planned, swept = story.plan.get("totals", {}), story.sweep.get("totals", {})
     out.append(
         f"Plan (dry run): would retire {planned.get('retired', 0)} images, "
@@ -675,8 +824,91 @@ def render(story: Story, now: datetime) -> str:
             f"OK: only the {ACCOUNTS[SANDBOX]} account ({SANDBOX}, its role missing) failed; "
             "every other pair completed."
         )
+    if story.staged.get("restored"):
+        d, restored = story.staged["disabled"], story.staged["restored"]
+        out.append(
+            f"OK: {d['name']} was disabled first (state {d['state']}, not deregistered); restored "
+            + " and ".join(f"{r['name']} ({r['source']})" for r in restored if r["status"] == "restored")
+            + f", each held with {P}:hold=true."
+        )
     out.append(f"Done in {story.seconds:.1f} s; the local AWS is stopped. Try: ami-lifecycle plan --help")
     return "\n".join(out)
+
+
+def _retired_cells(r: Mapping[str, Any], now: datetime, restorable: bool) -> list[str]:
+    cells = [r["image_id"], r["name"], age(r["created"], now), r["detail"], r["snapshots"]]
+    return [*cells, r.get("restorable_until") or "not restorable"] if restorable else cells
+
+
+def _render_staged(story: Story, now: datetime) -> list[str]:
+    """The last act: the Recycle Bin, an image disabled first, and the two restores."""
+    staged = story.staged
+    if not staged:
+        return []
+    title = f"=== Staged and reversible retirement: {HUB} hub / {HOME} "
+    out = [title + "=" * max(4, 66 - len(title))]
+    rules = staged.get("recycle_bin_rules", [])
+    binned = [r for r in story.retired.get((HUB, HOME), []) if r.get("restorable_until")]
+    out.append(
+        "Recycle Bin: Region-level rules for "
+        + " and ".join(r["resource_type"] for r in rules)
+        + f" ({RECYCLE_BIN_DAYS} days) before the sweep: the {len(binned)} images it retired here can be "
+        "restored with their snapshots" + (f" until {binned[0]['restorable_until']}" if binned else "")
+    )
+    d = staged.get("disabled") or {}
+    params = ", ".join(f"{k}={v}" for k, v in (staged.get("parameters") or {}).items())
+    out.append(f"Disabled first, still registered ({staged.get('stack')}: {params}; a manual sweep, no spokes)")
+    out += [
+        "  " + line
+        for line in table(
+            [
+                [
+                    d.get("image_id", ""),
+                    d.get("name", ""),
+                    age(d.get("created", ""), now),
+                    d.get("outcome", ""),
+                    d.get("state", ""),
+                    d.get("detail", ""),
+                ]
+            ],
+            ["IMAGE", "NAME", "AGE", "OUTCOME", "STATE", "WHY"],
+            58,
+        ).splitlines()
+    ]
+    restored = staged.get("restored", [])
+    out.append(f"Restored ({len(restored)}): ami-lifecycle restore, then held")
+    out += [
+        "  " + line
+        for line in table(
+            [
+                [
+                    r["image_id"],
+                    r["name"],
+                    r["source"] or "-",
+                    r["status"],
+                    r["state"],
+                    f"{P}:hold={r['hold_tag'] or '(none)'}",
+                    _restore_detail(r),
+                ]
+                for r in restored
+            ],
+            ["IMAGE", "NAME", "FROM", "RESULT", "STATE", "HOLD", "DETAIL"],
+            90,
+        ).splitlines()
+    ]
+    out.append("")
+    return out
+
+
+def _restore_detail(r: Mapping[str, Any]) -> str:
+    if r["status"] != "restored":
+        return str(r["message"])
+    if r["source"] == "recycle-bin":
+        return (
+            f"image and {len(r['snapshots_restored'])} snapshot(s) back from the bin "
+            f"(it would have left it at {r['recycle_bin_exit_time']})"
+        )
+    return f"EnableImage; {P}:disabled-at removed"
 
 
 def _fact(value: Any) -> str:

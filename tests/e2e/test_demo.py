@@ -46,6 +46,14 @@ def test_make_demo_runs_the_flow_and_explains_it() -> None:
         "=== 444444444444 sandbox / us-east-1 ",
         "OK: the sweep retired exactly the images the backfill's plan listed.",
         "OK: only the sandbox account (444444444444, its role missing) failed; every other pair completed.",
+        "=== Staged and reversible retirement: 123456789012 hub / us-east-1 ",
+        "Recycle Bin: Region-level rules for EC2_IMAGE and EBS_SNAPSHOT (7 days) before the sweep",
+        "RESTORABLE UNTIL",
+        "deleted (into the Recycle Bin)",
+        "DisableBeforeDeregister=7d",
+        "disabled (grace until ",
+        "OK: legacy-2025 was disabled first (state disabled, not deregistered); restored legacy-2025 (disabled) "
+        "and web-2026-04-10 (recycle-bin), each held with ami-lifecycle:hold=true.",
         "the local AWS is stopped",
     ):
         assert line in text, line
@@ -114,6 +122,30 @@ def test_demo_json_summary_and_nothing_left_running(monkeypatch: pytest.MonkeyPa
         assert pair["status"] == "failed" and "AccessDenied" in pair["error"]
     assert summary["plan_totals"]["retired"] == summary["sweep_totals"]["retired"] == 10
     assert summary["sweep_totals"]["errors"] == 3  # the sandbox's three pairs
+
+    # Staged and reversible retirement: the main sweep's retirements in the hub's us-east-1 went to the
+    # Recycle Bin (its rules were created before it), each restorable until a given time.
+    staged = summary["staged"]
+    assert {r["resource_type"] for r in staged["recycle_bin_rules"]} == {"EC2_IMAGE", "EBS_SNAPSHOT"}
+    assert all(r["restorable_until"] for r in retired.values())
+    assert all(not r.get("restorable_until") for r in hub["eu-west-1"]["retired"])  # no rule there
+    # The second stack (DisableBeforeDeregister=7d) disabled its expired image first: still registered.
+    assert staged["parameters"]["DisableBeforeDeregister"] == "7d"
+    disabled = staged["disabled"]
+    assert disabled["name"] == "legacy-2025" and disabled["outcome"] == "disabled"
+    assert disabled["state"] == "disabled" and disabled["detail"].startswith("disabled (grace until ")
+    assert disabled["disabled_at"]
+    # Two restores, one from each source, both launchable again and held.
+    restored = {r["name"]: r for r in staged["restored"]}
+    assert set(restored) == {"legacy-2025", "web-2026-04-10"}
+    assert restored["legacy-2025"]["source"] == "disabled"
+    assert restored["legacy-2025"]["image_id"] == disabled["image_id"]
+    assert restored["web-2026-04-10"]["source"] == "recycle-bin"
+    assert restored["web-2026-04-10"]["image_id"] == retired["web-2026-04-10"]["image_id"]
+    assert restored["web-2026-04-10"]["snapshots_restored"] == restored["web-2026-04-10"]["snapshots"] != []
+    for r in restored.values():
+        assert r["status"] == "restored" and r["state"] == "available", r
+        assert r["held"] is True and r["hold_tag"] == "true", r
 
     # The server is stopped, its port closed, its threads gone, the environment restored.
     host, port = urlparse(summary["endpoint"]).hostname, urlparse(summary["endpoint"]).port
