@@ -112,7 +112,7 @@ def run(sec: Section, ctx: Run) -> None:
     total = getattr(opts, "accounts_images", None) or (1_200 if opts.quick else 3_000)
     pairs: list[Pair] = [(a, r) for a in ACCOUNTS for r in REGIONS]
     sec.title = f"{TITLE}: {total:,} images" + (" (--quick)" if opts.quick else "")
-    local.local_aws(ctx)
+    local.local_aws(ctx).reset()  # a fresh moto: the sections before seeded the same accounts
     now = datetime.now(UTC)
     parameters = {
         "SweepRegions": ",".join(REGIONS),

@@ -268,8 +268,8 @@ def run(sec: Section, ctx: Run) -> None:
         f"{CPU_SLOWDOWN:.1f}."
     )
     sec.notes.append(
-        "Past one invocation the sweep stops cleanly and continues in a follow-up invocation (up to "
-        "sweep.MAX_CHAIN in a row); retired images are gone on the next pass, so a backlog drains "
+        "Past one invocation the sweep stops cleanly and returns a cursor; the state machine invokes it "
+        "again with it (up to sweep.MAX_CHAIN times); retired images are gone on the next pass, so a backlog drains "
         "over several invocations. What cannot be split is listing and deciding one region: the 'nothing to "
         "retire' row is that hard limit."
     )

@@ -56,21 +56,6 @@ examples:
   ami-lifecycle demo
 """
 
-# Exceptions that mean "cannot reach AWS or authenticate" (exit code 3).
-_AUTH_CODES = frozenset(
-    {
-        "AuthFailure",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "UnrecognizedClientException",
-        "InvalidAccessKeyId",
-        "AccessDenied",
-        "AccessDeniedException",
-    }
-)
-
 
 class CliError(Exception):
     def __init__(self, message: str, code: int) -> None:
@@ -306,7 +291,9 @@ def aws_problem(exc: BaseException) -> str | None:
         return "no AWS region: set AWS_REGION or pass --region"
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _AUTH_CODES:
+        from ami_lifecycle.aws.errors import AUTH_CODES
+
+        if code in AUTH_CODES:
             return f"AWS refused the credentials: {code}: {exc.response.get('Error', {}).get('Message', '')}"
     return None
 

@@ -47,21 +47,6 @@ examples:
   ami-lifecycle restore ami-0123456789abcdef0 --reason "INC-42: still launched by batch" --json
 """
 
-_DENIED = frozenset(
-    {
-        "AuthFailure",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "UnrecognizedClientException",
-        "InvalidAccessKeyId",
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnauthorizedOperation",
-    }
-)
-
 
 class _Usage(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
@@ -165,7 +150,9 @@ def _run(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
         print(result.line(), file=stdout, flush=True)
     if result.ok:
         return EXIT_OK
-    return EXIT_AWS if result.error_code in _DENIED else EXIT_NOT_RESTORED
+    from ami_lifecycle.aws.errors import AUTH_CODES
+
+    return EXIT_AWS if result.error_code in AUTH_CODES | {"UnauthorizedOperation"} else EXIT_NOT_RESTORED
 
 
 def _session(profile: str | None) -> Any:

@@ -25,16 +25,21 @@ ROLE = "ami-lifecycle-spoke"
 Build = Callable[..., str]
 
 
-@pytest.fixture
-def fleet(moto_aws: LocalAws, now: datetime, managed: Build) -> dict[tuple[str, str], dict[str, str]]:
-    """In every (account, region): one expired image (retirable) and one that is not expired."""
+def spoke_role(local: LocalAws) -> None:
+    """The spoke role in SPOKE, which the hub may assume (NO_ROLE has none)."""
     trust = {
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{HUB}:root"}, "Action": "sts:AssumeRole"}
         ],
     }
-    moto_aws.client("iam", account=SPOKE).create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(trust))
+    local.client("iam", account=SPOKE).create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(trust))
+
+
+@pytest.fixture
+def fleet(moto_aws: LocalAws, now: datetime, managed: Build) -> dict[tuple[str, str], dict[str, str]]:
+    """In every (account, region): one expired image (retirable) and one that is not expired."""
+    spoke_role(moto_aws)
     images: dict[tuple[str, str], dict[str, str]] = {}
     for account in (HUB, SPOKE, NO_ROLE):
         for region in (EAST, WEST):
@@ -110,13 +115,7 @@ def test_the_blast_radius_counts_every_account_together(
 def test_a_retired_spoke_image_gets_its_copy_requests_on_the_hub_queue_not_the_spokes(
     moto_aws: LocalAws, make_settings: Callable[..., Settings], now: datetime, managed: Build
 ) -> None:
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{HUB}:root"}, "Action": "sts:AssumeRole"}
-        ],
-    }
-    moto_aws.client("iam", account=SPOKE).create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(trust))
+    spoke_role(moto_aws)
     queue = moto_aws.client("sqs", EAST).create_queue(QueueName="copies")["QueueUrl"]
     image_id = managed(moto_aws.client("ec2", EAST, account=SPOKE), "web-1", now, expired=False, account=SPOKE)
     settings = make_settings(replica_regions=(WEST,), managed_accounts_param=(SPOKE,), copy_queue_url=queue)

@@ -21,6 +21,20 @@ THROTTLE_CODES = frozenset(
 )
 # CopyImage: too many copies in flight to this destination region.
 COPY_LIMIT_CODES = frozenset({"ResourceLimitExceeded", "SnapshotCopyLimitExceeded"})
+# The caller's credentials are refused or lack the permission (the CLI's exit code 3).
+AUTH_CODES = frozenset(
+    {
+        "AuthFailure",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+        "AccessDeniedException",
+    }
+)
 # Longest error text kept in a report, a log line or a tag.
 MAX_ERROR = 500
 

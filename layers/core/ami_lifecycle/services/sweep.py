@@ -58,7 +58,7 @@ from .pipeline import ADOPTED_THIS_RUN, BLAST_RADIUS, Copies, RegionWork, read_i
 # Per-image entries returned in the report, over all pairs (the Lambda response is at most 6 MB).
 MAX_REPORT_IMAGES = 10_000
 # ... and to the state machine, per pair (a task result is at most 256 KiB: ~300 bytes an entry).
-STATE_MACHINE_IMAGES = 200
+STATE_MACHINE_IMAGES = 100
 MISSED = (
     "no EC2 AMI State Change event adopted it (the event was missed, or the image is older than the "
     "stack): adopted by the sweep, and not retired before the next sweep"
