@@ -136,15 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     apply = add("apply", "Run the retention sweep for real: retire expired images and delete their snapshots.")
     apply.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    for command in (apply, plan):
-        command.add_argument(
-            "--max-retirements",
-            type=_non_negative,
-            metavar="N",
-            help="blast-radius cap for this run, all regions together (default: MaxRetirementsPerRun, "
-            "MAX_RETIREMENTS_PER_RUN, 100; 0 = no limit)",
-        )
-
     backfill = add(
         "backfill",
         "Apply tagging, replication and retirement to existing images. A dry run unless --apply.",
@@ -152,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     _selection(backfill)
     backfill.add_argument("--apply", action="store_true", help="act (default: dry run, a plan)")
     backfill.add_argument("--yes", "-y", action="store_true", help="with --apply: do not ask for confirmation")
+    for command in (apply, plan, backfill):
+        command.add_argument(
+            "--max-retirements",
+            type=_non_negative,
+            metavar="N",
+            help="blast-radius cap for this run, all regions together (default: MaxRetirementsPerRun, "
+            "MAX_RETIREMENTS_PER_RUN, 100; 0 = no limit)",
+        )
 
     add(
         "demo",
@@ -356,7 +355,11 @@ def _run_backfill(
     from ami_lifecycle.services.backfill import Backfill
 
     request = backfill_request(args, settings, dry_run)
-    backfill = Backfill(Deps.create(settings, aws, None, account_id), progress=out.progress)
+    backfill = Backfill(
+        Deps.create(settings, aws, None, account_id),
+        progress=out.progress,
+        max_retirements=getattr(args, "max_retirements", None),
+    )
     with quiet_functions(args.verbose, out.stderr):
         report = backfill.run(request)
     return backfill.render(report)

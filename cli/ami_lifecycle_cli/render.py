@@ -209,6 +209,13 @@ def render_totals(report: Mapping[str, Any]) -> str:
         parts.append(f"{'would set' if dry else 'set'} {t['deprecations_set']} deprecation times")
     parts.append(f"{t.get('errors', 0)} errors")
     text = "Totals: " + "; ".join(parts)
+    blast = report.get("blast_radius")
+    if blast:
+        text += (
+            f"\nBLAST RADIUS: {blast.get('would_retire')} images due, more than MaxRetirementsPerRun "
+            f"({blast.get('limit')}): {'nothing would be' if dry else 'nothing was'} retired past it "
+            "(for a deliberate clean-up: --max-retirements N)"
+        )
     if report.get("image_ids_not_found"):
         text += "\nNot found in any region: " + ", ".join(report["image_ids_not_found"])
     if dry:

@@ -95,3 +95,42 @@ def test_the_state_machines_share_spans_a_pairs_invocations(
     assert out["blast_radius"] == {"would_retire": 50, "limit": 40} and registered(moto_aws, WEST) == 50
     within = {"source": "state-machine", "retire_at_most": 60, "cursor": cursor | {"retired": 10}}
     assert sweep_module.handle(within, deps)["totals"]["retired"] == 50
+
+
+def test_the_backfill_never_retires_past_the_cap_and_its_plan_says_so(
+    due: list[str], make_settings: Callable[..., Settings], now: datetime, moto_aws: LocalAws
+) -> None:
+    from ami_lifecycle.runtime import Deps
+    from ami_lifecycle.services import backfill as backfill_module
+
+    from tests.conftest import ACCOUNT_ID
+
+    # 100 due in us-east-1, then 50 in us-west-2; a cap of 120 over the whole backfill.
+    settings = make_settings(replica_regions=(WEST,), max_retirements_per_run=120)
+    deps = Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID)
+    plan = backfill_module.handle({"actions": ["retire"]}, deps)
+    assert plan["blast_radius"] == {"would_retire": 150, "limit": 120}
+    motoext.reset_calls()
+    applied = backfill_module.handle({"actions": ["retire"], "dry_run": False}, deps)
+    # The first pair fits (100), the second would take it over: it retires none.
+    assert applied["blast_radius"] == {"would_retire": 150, "limit": 120}
+    assert applied["totals"]["retired"] == 100 and motoext.calls()["DeregisterImage"] == 100
+    assert registered(moto_aws, EAST) == 0 and registered(moto_aws, WEST) == 50
+    kept = applied["accounts"][ACCOUNT_ID]["regions"][WEST]["totals"]["kept"]
+    assert kept == {"blast-radius": 50}
+
+
+def test_the_backfill_cap_spans_its_invocations(
+    due: list[str], make_settings: Callable[..., Settings], now: datetime, moto_aws: LocalAws
+) -> None:
+    from ami_lifecycle.runtime import Deps
+    from ami_lifecycle.services import backfill as backfill_module
+
+    from tests.conftest import ACCOUNT_ID
+
+    settings = make_settings(replica_regions=(WEST,), max_retirements_per_run=120)
+    deps = Deps.create(settings, moto_aws.aws(), now, ACCOUNT_ID)
+    # The next invocation of a backfill that already retired 100 (its cursor says so).
+    cursor = {"region_index": 1, "retired": 100, "run_id": "r1"}
+    out = backfill_module.handle({"actions": ["retire"], "dry_run": False, "continuation": cursor}, deps)
+    assert out["blast_radius"] == {"would_retire": 150, "limit": 120} and registered(moto_aws, WEST) == 50

@@ -145,7 +145,16 @@ def test_built_in_code_a_none_is_the_default_but_a_payloads_null_is_refused() ->
 def test_a_cursor_round_trips_through_its_dump() -> None:
     cursor = requests.Cursor(region_index=1, offset=3, after=AMI, chain=2, run_id="r1", found=[AMI])
     dumped = cursor.model_dump()
-    assert dumped == {"region_index": 1, "offset": 3, "after": AMI, "chain": 2, "run_id": "r1", "found": [AMI]}
+    assert dumped == {
+        "region_index": 1,
+        "offset": 3,
+        "after": AMI,
+        "chain": 2,
+        "run_id": "r1",
+        "found": [AMI],
+        "retired": 0,
+        "blocked": False,
+    }
     payload = {"actions": ["retire", "tag"], "regions": [WEST, WEST], "dry_run": False, "continuation": dumped}
     request = requests.parse_backfill_request(payload, STACK, known_regions())
     assert request.continuation == cursor and request.regions == [WEST]

@@ -159,6 +159,10 @@ class Cursor(Model):
     run_id: str = ""  # at most 64 characters
     # Image ids of the request found in the regions done so far (to report those found nowhere).
     found: list[str] = []  # at most MAX_IMAGE_IDS (the default is copied by its check)
+    # Retired (or disabled first) by the invocations before: MaxRetirementsPerRun spans them; and
+    # whether the cap already stopped the run.
+    retired: int = 0
+    blocked: bool = False
 
     SPEC: ClassVar[dict[str, Spec]] = {
         "region_index": Spec(integer(ge=0)),
@@ -167,6 +171,8 @@ class Cursor(Model):
         "chain": Spec(integer(ge=1, le=MAX_CHAIN)),
         "run_id": Spec(text(max_length=64)),
         "found": Spec(items(text(), max_length=MAX_IMAGE_IDS)),
+        "retired": Spec(integer(ge=0)),
+        "blocked": Spec(strict_boolean),
     }
 
 

@@ -71,7 +71,7 @@ from ..runtime.budget import OutOfTime
 from ..runtime.observability import count, logger
 from .executor import Executor
 from .payloads import clip_payload
-from .pipeline import Copies, RegionWork, read_inventory
+from .pipeline import BLAST_RADIUS, Copies, RegionWork, read_inventory
 
 # Stop when less than this is left of the Lambda's time (the retire step of one region runs after it).
 SAFETY_MARGIN_MS = 120_000
@@ -96,8 +96,12 @@ def resume_index(selected: Sequence[Any], after: str | None) -> int:
 class Backfill:
     """One backfill run (one invocation): `run(request)` returns the report."""
 
-    def __init__(self, deps: Deps, *, progress: Progress | None = None) -> None:
+    def __init__(self, deps: Deps, *, progress: Progress | None = None, max_retirements: int | None = None) -> None:
         self.deps = deps
+        # MaxRetirementsPerRun over the whole backfill (every pair, every invocation); 0: no limit.
+        self.cap = deps.settings.max_retirements_per_run if max_retirements is None else max_retirements
+        self.retired = 0  # retired or disabled first so far, in this run
+        self.blast_radius: dict[str, int] | None = None
         self.settings = deps.settings
         self.budget = deps.budget
         self.progress = progress or (lambda _message: None)
@@ -115,6 +119,8 @@ class Backfill:
         wanted = set(request.image_ids) if request.image_ids else None
         found: set[str] = set(cursor.found) if cursor else set()
         report = Report("backfill", dry_run, started_at=self.deps.clock())
+        self.retired = cursor.retired if cursor else 0
+        self.blast_radius = {"would_retire": self.retired, "limit": self.cap} if cursor and cursor.blocked else None
         logger.info(
             "backfill started",
             run_id=run_id,
@@ -153,6 +159,7 @@ class Backfill:
             self.not_found = sorted(wanted - found)
             if self.not_found:
                 logger.error("image ids not found in any pair", image_ids=self.not_found, regions=regions)
+        report.blast_radius = self.blast_radius
         report.finished_at = self.deps.clock()
         return report
 
@@ -194,6 +201,8 @@ class Backfill:
                 chain=min(chain, MAX_CHAIN),
                 run_id=run_id,
                 found=sorted(found),
+                retired=self.retired,
+                blocked=self.blast_radius is not None,
             ).model_dump(),
         }
         if chain > MAX_CHAIN:
@@ -335,6 +344,27 @@ class Backfill:
         retirable = sorted(
             (i for i in selected if decisions[i.image_id].retire), key=lambda i: (i.creation_date, i.image_id)
         )
+        destructive = [i for i in retirable if work.staged(i).destructive]
+        if self.blast_radius is not None or (self.cap and self.retired + len(destructive) > self.cap):
+            # MaxRetirementsPerRun over the backfill: this pair, and every pair after it, retires none
+            # (the pairs before stayed within it). The plan (a dry run) shows it the same way.
+            if self.blast_radius is None:
+                self.blast_radius = {"would_retire": self.retired + len(destructive), "limit": self.cap}
+                logger.error(
+                    "backfill blast radius: no more retirements in this run",
+                    would_retire=self.blast_radius["would_retire"],
+                    limit=self.cap,
+                )
+            for image in destructive:
+                work.spare(
+                    image,
+                    BLAST_RADIUS,
+                    "retirable, but this backfill would retire more images than MaxRetirementsPerRun: "
+                    "none retired from here on",
+                )
+            retirable = [i for i in retirable if i not in destructive]
+        else:
+            self.retired += len(destructive)
         gone = work.retire(retirable)
         work.reconcile_kept(selected, decisions)
         if whole_region:
@@ -448,3 +478,5 @@ def emit_metrics(report: Report) -> None:
     count("ImagesRetired", totals.retired)
     count("SnapshotsDeleted", totals.snapshots_deleted)
     count("BackfillErrors", totals.errors)
+    if report.blast_radius:
+        count("SweepBlastRadius")  # BlastRadiusAlarm: the cap stopped a run, sweep or backfill
