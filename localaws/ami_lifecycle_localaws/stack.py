@@ -120,7 +120,8 @@ _CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     with path.open(encoding="utf-8") as f:
-        return yaml.load(f, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        loaded: dict[str, Any] = yaml.load(f, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    return loaded
 
 
 @dataclass

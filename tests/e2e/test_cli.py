@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,38 +22,12 @@ from ami_lifecycle_localaws.fleet import create_image
 from ami_lifecycle_localaws.server import EmbeddedAws
 
 from tests.conftest import regions
+from tests.e2e.conftest import cli
 
 pytestmark = pytest.mark.e2e
 
 P = "ami-lifecycle"
 EAST, WEST = "us-east-1", "us-west-2"
-_SCRIPT = Path(sys.executable).with_name("ami-lifecycle")
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ami_lifecycle_cli"]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmbeddedAws]:
-    with EmbeddedAws(region=EAST) as local:
-        yield local
-
-
-@pytest.fixture
-def local(server: EmbeddedAws) -> EmbeddedAws:
-    server.reset()
-    return server
-
-
-def cli(
-    *args: str, env: dict[str, str] | None = None, stdin: Any = subprocess.DEVNULL
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        env=env if env is not None else dict(os.environ),
-        stdin=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def images(region: str) -> dict[str, dict[str, str]]:

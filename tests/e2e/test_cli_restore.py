@@ -7,10 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,35 +16,12 @@ from ami_lifecycle_localaws import motoext
 from ami_lifecycle_localaws.fleet import create_image, snapshot_ids, tags_of
 from ami_lifecycle_localaws.server import EmbeddedAws
 
+from tests.e2e.conftest import cli
+
 pytestmark = pytest.mark.e2e
 
 P = "ami-lifecycle"
 EAST = "us-east-1"
-_SCRIPT = Path(sys.executable).with_name("ami-lifecycle")
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ami_lifecycle_cli"]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmbeddedAws]:
-    with EmbeddedAws(region=EAST) as local:
-        yield local
-
-
-@pytest.fixture
-def local(server: EmbeddedAws) -> EmbeddedAws:
-    server.reset()
-    return server
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        env=env if env is not None else dict(os.environ),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def ec2() -> Any:

@@ -16,11 +16,11 @@ from urllib.parse import urlparse
 import pytest
 from ami_lifecycle_cli.main import main
 
+from tests.e2e.conftest import CLI
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-_SCRIPT = Path(sys.executable).with_name("ami-lifecycle")
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ami_lifecycle_cli"]
 
 
 def test_make_demo_runs_the_flow_and_explains_it() -> None:

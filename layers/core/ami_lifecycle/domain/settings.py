@@ -600,25 +600,15 @@ class Settings(Model):
             "manage_new_images": _bool(get("MANAGE_NEW_IMAGES", "true"), "MANAGE_NEW_IMAGES"),
             "copy_queue_url": get("COPY_QUEUE_URL") or None,
         }
-        if get("KEEP_IF_LAUNCHED_WITHIN"):
-            data["keep_if_launched_within"] = get("KEEP_IF_LAUNCHED_WITHIN")
-        if get("SHARED_IMAGE_CHECK"):
-            data["shared_image_check"] = get("SHARED_IMAGE_CHECK")
-        if get("MAX_RETIREMENTS_PER_RUN"):
-            data["max_retirements_per_run"] = get("MAX_RETIREMENTS_PER_RUN")
+        # Set (non-empty) variables only: an absent one leaves the field's default.
+        for name, key in _OPTIONAL_VARIABLES:
+            if get(name):
+                data[key] = get(name)
         managed = _split(get("MANAGED_ACCOUNTS"))
         if [m.lower() for m in managed] == [ORGANIZATION]:
             data["organization"] = True
         elif managed:
             data["managed_accounts_param"] = managed
-        if get("SPOKE_ROLE_NAME"):
-            data["spoke_role_name"] = get("SPOKE_ROLE_NAME")
-        if get("DIGEST_TOPIC_ARN"):
-            data["digest_topic_arn"] = get("DIGEST_TOPIC_ARN")
-        if get("DISABLE_BEFORE_DEREGISTER"):
-            data["disable_before_deregister"] = get("DISABLE_BEFORE_DEREGISTER")
-        if get("MAX_COPIES_IN_FLIGHT"):
-            data["max_copies_in_flight"] = get("MAX_COPIES_IN_FLIGHT")
         out: Out = []
         settings = cls.check_mapping(data, out)
         if out or settings is BAD:
@@ -634,6 +624,18 @@ class Settings(Model):
             if unknown:
                 raise ConfigError(f"{name}: not AWS regions: {', '.join(unknown)}")
         return settings
+
+
+# Variables read as they are when set (their checks are the fields'), else the field's default.
+_OPTIONAL_VARIABLES = (
+    ("KEEP_IF_LAUNCHED_WITHIN", "keep_if_launched_within"),
+    ("SHARED_IMAGE_CHECK", "shared_image_check"),
+    ("MAX_RETIREMENTS_PER_RUN", "max_retirements_per_run"),
+    ("SPOKE_ROLE_NAME", "spoke_role_name"),
+    ("DIGEST_TOPIC_ARN", "digest_topic_arn"),
+    ("DISABLE_BEFORE_DEREGISTER", "disable_before_deregister"),
+    ("MAX_COPIES_IN_FLIGHT", "max_copies_in_flight"),
+)
 
 
 def _bool(value: str, name: str) -> bool:
